@@ -1,0 +1,1 @@
+"""The kernel: model, hookspecs, plugins, kernel loop, risk gate, portfolio, store, clock."""

@@ -1,0 +1,1 @@
+"""Built-in plugins. They load through the same entry points as third-party plugins."""

@@ -1,0 +1,1 @@
+"""Untrusted code: the RestrictedPython policy, the V8 runner, the worker process, hot reload."""
