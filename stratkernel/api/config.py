@@ -79,7 +79,9 @@ class ApiConfig(BaseSettings):
         description="HS256 signing secret, at least 32 bytes",
     )
     jwt_secret_file: Path | None = Field(None, description="file holding the HS256 secret")
-    jwt_algorithm: JwtAlgorithm = Field("HS256", description="pinned server-side; the token header is never trusted")
+    jwt_algorithm: JwtAlgorithm = Field(
+        "HS256", description="pinned server-side; the token header is never trusted"
+    )
     jwt_private_key_file: Path | None = Field(None, description="PEM private key for RS256/ES256")
     jwt_public_key_file: Path | None = Field(None, description="PEM public key for RS256/ES256")
     issuer: str = Field("stratkernel", min_length=1, max_length=200)
@@ -164,9 +166,13 @@ def load_signing_keys(config: ApiConfig) -> SigningKeys:
     """
     if config.jwt_algorithm == "HS256":
         if config.jwt_secret is not None:
-            secret = _check_secret(config.jwt_secret.get_secret_value(), "jwt_secret (STRATKERNEL_JWT_SECRET)")
+            secret = _check_secret(
+                config.jwt_secret.get_secret_value(), "jwt_secret (STRATKERNEL_JWT_SECRET)"
+            )
         elif config.jwt_secret_file is not None:
-            secret = _check_secret(_read_file(config.jwt_secret_file, "jwt_secret_file"), str(config.jwt_secret_file))
+            secret = _check_secret(
+                _read_file(config.jwt_secret_file, "jwt_secret_file"), str(config.jwt_secret_file)
+            )
         else:
             raise ConfigError(
                 "jwt_secret",

@@ -63,7 +63,9 @@ def _now() -> int:
 def check_username(username: str) -> str:
     if not isinstance(username, str) or not USERNAME_RE.match(username):
         raise ValidationError(
-            "username", username, "1-64 characters: letters, digits, '_', '.', '-'; starting with a letter or digit"
+            "username",
+            username,
+            "1-64 characters: letters, digits, '_', '.', '-'; starting with a letter or digit",
         )
     return username
 
@@ -338,6 +340,22 @@ class UserStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def ensure_admin(self, username: str = "admin") -> str | None:
+        """On a fresh database (no users at all), create ``username`` as admin with a random password.
+
+        Returns the password, which the caller prints once (``make run``), or None when users exist.
+        There is no default account: without this call, or ``stratkernel users add``, nobody can log in.
+        """
+        if await self.count_users() > 0:
+            return None
+        password = generate_password()
+        try:
+            await self.add_user(username, password, "admin", actor="first-run")
+        except ValidationError:
+            # Another process created the first user between the count and the insert.
+            return None
+        return password
+
     async def _require_user(self, db: aiosqlite.Connection, username: str) -> aiosqlite.Row:
         async with db.execute("SELECT * FROM users WHERE username = ?", (username,)) as cur:
             row = await cur.fetchone()
@@ -401,7 +419,7 @@ class UserStore:
             if demoted or disabled:
                 await self._revoke_user_sessions(db, row["id"], "role or status changed")
             await self._audit(db, actor, "user.update", username, role=new_role, disabled=bool(new_disabled))
-        return User(row["id"], row["username"], new_role, row["created_at"], bool(new_disabled))
+        return User(row["id"], row["username"], check_role(new_role), row["created_at"], bool(new_disabled))
 
     async def verify_password(self, username: str, password: str) -> User:
         """Return the user if the password matches; AuthError otherwise (same message either way)."""
@@ -410,7 +428,10 @@ class UserStore:
             raise refused
         row = None
         if isinstance(username, str) and USERNAME_RE.match(username):
-            async with self._lock, self.db.execute("SELECT * FROM users WHERE username = ?", (username,)) as cur:
+            async with (
+                self._lock,
+                self.db.execute("SELECT * FROM users WHERE username = ?", (username,)) as cur,
+            ):
                 row = await cur.fetchone()
         stored = row["password_hash"] if row is not None else _DUMMY_HASH
         try:
@@ -490,11 +511,14 @@ class UserStore:
 
     async def check_session(self, family_id: str, user_id: int) -> Session:
         """Resolve an access token's session: the family must be live and the user enabled."""
-        async with self._lock, self.db.execute(
-            "SELECT f.revoked_at, u.* FROM token_families f JOIN users u ON u.id = f.user_id "
-            "WHERE f.id = ? AND f.user_id = ?",
-            (family_id, user_id),
-        ) as cur:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT f.revoked_at, u.* FROM token_families f JOIN users u ON u.id = f.user_id "
+                "WHERE f.id = ? AND f.user_id = ?",
+                (family_id, user_id),
+            ) as cur,
+        ):
             row = await cur.fetchone()
         if row is None:
             raise AuthError("session is not known")
@@ -504,7 +528,9 @@ class UserStore:
             raise AuthError("account disabled")
         return Session(self._user(row), family_id)
 
-    async def revoke_session(self, family_id: str, *, reason: str = "logout", actor: str | None = None) -> None:
+    async def revoke_session(
+        self, family_id: str, *, reason: str = "logout", actor: str | None = None
+    ) -> None:
         async with self._tx() as db:
             await self._revoke_family(db, family_id, reason)
             await self._audit(db, actor, "session.revoke", family_id, reason=reason)
@@ -582,7 +608,12 @@ class UserStore:
             rows = await cur.fetchall()
         return [
             ApiKey(
-                r["id"], r["name"], r["owner"], r["role"], r["created_at"], r["last_used_at"],
+                r["id"],
+                r["name"],
+                r["owner"],
+                r["role"],
+                r["created_at"],
+                r["last_used_at"],
                 r["revoked_at"] is not None,
             )
             for r in rows
@@ -592,7 +623,9 @@ class UserStore:
         keys = [k for k in await self.list_api_keys() if k.id == key_id]
         return keys[0] if keys else None
 
-    async def revoke_api_key(self, key_id: str, *, owner: str | None = None, actor: str | None = None) -> None:
+    async def revoke_api_key(
+        self, key_id: str, *, owner: str | None = None, actor: str | None = None
+    ) -> None:
         """Revoke a key. With ``owner``, only that user's key can be revoked."""
         async with self._tx() as db:
             async with db.execute(
@@ -616,7 +649,7 @@ class UserStore:
         refused = AuthError("invalid API key")
         if not isinstance(secret, str) or not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
             raise refused
-        key_id = secret[len(API_KEY_PREFIX):].split("_", 1)[0]
+        key_id = secret[len(API_KEY_PREFIX) :].split("_", 1)[0]
         async with self._lock:
             async with self.db.execute(
                 "SELECT k.*, u.username, u.role AS user_role, u.created_at AS user_created, u.disabled "
@@ -642,10 +675,11 @@ class UserStore:
     # ---- audit -------------------------------------------------------------------------------
 
     async def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        async with self._lock, self.db.execute(
-            "SELECT ts, actor, action, target, detail FROM auth_audit ORDER BY id DESC LIMIT ?", (limit,)
-        ) as cur:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT ts, actor, action, target, detail FROM auth_audit ORDER BY id DESC LIMIT ?", (limit,)
+            ) as cur,
+        ):
             rows = await cur.fetchall()
-        return [
-            {**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows
-        ]
+        return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows]
