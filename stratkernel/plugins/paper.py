@@ -1,0 +1,393 @@
+"""The paper broker: a simulated venue that fills against the kernel's own market data.
+
+* Orders placed while bar N is processed fill at the earliest on bar N+1: market orders at its open,
+  limit and stop orders when its range crosses their price (at the open if it gaps through).
+* Brackets: an entry with ``stop_loss``/``take_profit`` gets two reduce-only children once filled,
+  one-cancels-other. If a bar touches both, the stop is assumed first (the conservative reading).
+* Slippage and fees are small replaceable models (``SpreadSlippage``, ``PercentFee``...). The default
+  slippage is half the bid-ask spread: from the quote when there is one, else ``spread_bps`` of price.
+* Cash, positions and equity add up: ``equity == cash + sum(qty * last price)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from stratkernel import hookimpl
+from stratkernel.core.broker import BrokerEvents, Preflight, SymbolSpec
+from stratkernel.core.errors import ConfigError
+from stratkernel.core.model import (
+    Account,
+    Bar,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Position,
+    Quote,
+    Side,
+)
+
+
+class SlippageModel(Protocol):
+    def price(self, side: Side, reference: float, quote: Quote | None, qty: float, bar: Bar | None) -> float: ...
+
+
+class FeeModel(Protocol):
+    def fee(self, qty: float, price: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class SpreadSlippage:
+    """Pay half the spread: from the live quote when there is one, else ``spread_bps`` of the price."""
+
+    spread_bps: float = 2.0
+
+    def price(self, side: Side, reference: float, quote: Quote | None, qty: float, bar: Bar | None) -> float:
+        half = (quote.ask - quote.bid) / 2.0 if quote is not None else reference * self.spread_bps / 20_000.0
+        return reference + half if side is Side.BUY else max(reference - half, 1e-12)
+
+
+@dataclass(frozen=True)
+class VolumeParticipationSlippage:
+    """Spread slippage plus an impact that grows with the order's share of the bar's volume."""
+
+    spread: SpreadSlippage = SpreadSlippage()
+    impact_bps_at_full_volume: float = 100.0
+
+    def price(self, side: Side, reference: float, quote: Quote | None, qty: float, bar: Bar | None) -> float:
+        p = self.spread.price(side, reference, quote, qty, bar)
+        if bar is None or bar.volume <= 0:
+            return p
+        share = min(qty / bar.volume, 1.0)
+        impact = reference * self.impact_bps_at_full_volume / 10_000.0 * share
+        return p + impact if side is Side.BUY else max(p - impact, 1e-12)
+
+
+@dataclass(frozen=True)
+class PercentFee:
+    percent: float = 0.0
+
+    def fee(self, qty: float, price: float) -> float:
+        return abs(qty) * price * self.percent / 100.0
+
+
+@dataclass(frozen=True)
+class PerLotFee:
+    per_lot: float = 0.0
+    lot_size: float = 1.0
+
+    def fee(self, qty: float, price: float) -> float:
+        return abs(qty) / self.lot_size * self.per_lot
+
+
+_EPS = 1e-12
+
+
+class PaperBroker:
+    """A simulated broker. See the module docstring for the fill rules."""
+
+    name = "paper"
+
+    def __init__(
+        self,
+        events: BrokerEvents,
+        *,
+        cash: float = 100_000.0,
+        currency: str = "USD",
+        slippage: SlippageModel | None = None,
+        fees: FeeModel | None = None,
+        symbols: list[str] | None = None,
+        min_qty: float = 0.0,
+        qty_step: float = 0.0,
+    ) -> None:
+        self.events = events
+        self.cash = cash
+        self.currency = currency
+        self.slippage = slippage or SpreadSlippage()
+        self.fees = fees or PercentFee(0.0)
+        self._symbols = set(symbols or [])
+        self._spec_defaults = (min_qty, qty_step)
+        self._working: list[Order] = []
+        self._orders: dict[str, Order] = {}
+        self._positions: dict[tuple[str, str], list[float]] = {}  # (strategy, symbol) -> [qty, avg]
+        self._last: dict[str, float] = {}
+        self._quotes: dict[str, Quote] = {}
+        self._fill_n = 0
+        self._bar_ts_map: dict[str, int] = {}
+        self.trading_allowed = True
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def preflight(self) -> Preflight:
+        return Preflight(self.trading_allowed, "" if self.trading_allowed else "paper trading disabled by operator")
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec | None:
+        if self._symbols and symbol not in self._symbols:
+            return None
+        return SymbolSpec(symbol, qty_step=self._spec_defaults[1], min_qty=self._spec_defaults[0])
+
+    def restore(self, positions: list[Position], orders: list[Order], cash: float) -> None:
+        self.cash = cash
+        self._positions = {(p.strategy, p.symbol): [p.qty, p.avg_price] for p in positions if not p.is_flat}
+        self._working = [o for o in orders if o.status.is_open]
+        self._orders = {o.id: o for o in self._working}
+
+    # -- orders ---------------------------------------------------------------------------------
+    async def submit(self, order: Order) -> None:
+        if order.id in self._orders:
+            return  # idempotent by client order id: a retried submit never doubles an order
+        order.status = OrderStatus.ACCEPTED
+        self._orders[order.id] = order
+        self._working.append(order)
+        self.events.on_order_update(order)
+        quote = self._quotes.get(order.symbol)
+        if order.request.type is OrderType.MARKET and quote is not None and quote.ts >= self._bar_ts(order.symbol):
+            # live with quotes: a market order fills against the current quote
+            self._try_fill_quote(order, quote)
+            self._working = [o for o in self._working if o.status.is_open]
+
+    async def cancel(self, order_id: str) -> None:
+        order = self._orders.get(order_id)
+        if order is None or not order.status.is_open:
+            return
+        order.status = OrderStatus.CANCELLED
+        self._working = [o for o in self._working if o is not order]
+        self.events.on_order_update(order)
+
+    async def open_orders(self) -> list[Order]:
+        return [o for o in self._working if o.status.is_open]
+
+    async def positions(self) -> list[Position]:
+        net: dict[str, list[float]] = {}
+        for (_strategy, symbol), (qty, avg) in self._positions.items():
+            if abs(qty) < _EPS:
+                continue
+            cur = net.setdefault(symbol, [0.0, 0.0])
+            total = cur[0] + qty
+            cur[1] = (cur[1] * cur[0] + avg * qty) / total if abs(total) > _EPS else 0.0
+            cur[0] = total
+        return [Position(s, q, a) for s, (q, a) in net.items() if abs(q) > _EPS]
+
+    async def account(self) -> Account:
+        value = 0.0
+        gross = 0.0
+        for (_s, symbol), (qty, avg) in self._positions.items():
+            px = self._last.get(symbol, avg)
+            value += qty * px
+            gross += abs(qty) * px
+        equity = self.cash + value
+        return Account(self.cash, equity, gross, equity - gross, self.currency, 1.0)
+
+    # -- market data ----------------------------------------------------------------------------
+    def _bar_ts(self, symbol: str) -> int:
+        return self._bar_ts_map.get(symbol, -1)
+
+    def on_market(self, data: Bar | Quote) -> None:
+        if type(data) is Bar:
+            self._last[data.symbol] = data.close
+            if not self._working:
+                return
+            self._on_bar(data)
+        else:
+            assert isinstance(data, Quote)
+            self._quotes[data.symbol] = data
+            self._last[data.symbol] = data.last
+            if self._working:
+                for order in list(self._working):
+                    if order.status.is_open and order.symbol == data.symbol:
+                        self._try_fill_quote(order, data)
+                self._working = [o for o in self._working if o.status.is_open]
+
+    def _on_bar(self, bar: Bar) -> None:
+        sym = bar.symbol
+        self._bar_ts_map[sym] = bar.ts
+        # fast path (most bars in a backtest): nothing working can trigger on this bar
+        low, high = bar.low, bar.high
+        for o in self._working:
+            r = o.request
+            if r.symbol != sym:
+                continue
+            t = r.type
+            if t is OrderType.MARKET:
+                break
+            buy = r.side is Side.BUY
+            if t is OrderType.LIMIT:
+                if (low <= r.limit_price) if buy else (high >= r.limit_price):  # type: ignore[operator]
+                    break
+            elif (high >= r.stop_price) if buy else (low <= r.stop_price):  # type: ignore[operator]
+                break
+        else:
+            return
+        # entries first (in submission order), then protective legs, so a bracket placed by an
+        # entry filled at this bar's open is already live for the rest of the bar
+        for order in [o for o in self._working if o.symbol == sym and o.role not in ("stop_loss", "take_profit")]:
+            if order.status.is_open:
+                self._try_fill_bar(order, bar)
+        legs = [o for o in self._working if o.symbol == sym and o.role in ("stop_loss", "take_profit") and o.status.is_open]
+        # stop before take-profit when both could trigger in this bar
+        legs.sort(key=lambda o: 0 if o.role == "stop_loss" else 1)
+        for order in legs:
+            if order.status.is_open:
+                self._try_fill_bar(order, bar)
+        self._working = [o for o in self._working if o.status.is_open]
+
+    def _try_fill_bar(self, order: Order, bar: Bar) -> None:
+        req = order.request
+        side = req.side
+        kind = req.type
+        if kind is OrderType.MARKET:
+            self._fill(order, self.slippage.price(side, bar.open, None, order.remaining, bar), bar.ts, bar)
+        elif kind is OrderType.LIMIT:
+            lim = req.limit_price
+            assert lim is not None
+            if side is Side.BUY and bar.low <= lim:
+                self._fill(order, min(bar.open, lim), bar.ts, bar)
+            elif side is Side.SELL and bar.high >= lim:
+                self._fill(order, max(bar.open, lim), bar.ts, bar)
+        else:
+            stop = req.stop_price
+            assert stop is not None
+            if side is Side.BUY and bar.high >= stop:
+                self._fill(order, self.slippage.price(side, max(bar.open, stop), None, order.remaining, bar), bar.ts, bar)
+            elif side is Side.SELL and bar.low <= stop:
+                self._fill(order, self.slippage.price(side, min(bar.open, stop), None, order.remaining, bar), bar.ts, bar)
+
+    def _try_fill_quote(self, order: Order, q: Quote) -> None:
+        req = order.request
+        buy = req.side is Side.BUY
+        touch = q.ask if buy else q.bid
+        if req.type is OrderType.MARKET:
+            self._fill(order, touch, q.ts, None)
+        elif req.type is OrderType.LIMIT:
+            lim = req.limit_price
+            assert lim is not None
+            if (buy and q.ask <= lim) or (not buy and q.bid >= lim):
+                self._fill(order, touch, q.ts, None)
+        else:
+            stop = req.stop_price
+            assert stop is not None
+            if (buy and q.ask >= stop) or (not buy and q.bid <= stop):
+                self._fill(order, touch, q.ts, None)
+
+    def _fill(self, order: Order, price: float, ts: int, bar: Bar | None) -> None:
+        req = order.request
+        key = (req.strategy, req.symbol)
+        pos = self._positions.get(key)
+        qty = order.remaining
+        if req.reduce_only:
+            held = 0.0 if pos is None else pos[0]
+            reducible = abs(held) if (held > 0 and req.side is Side.SELL) or (held < 0 and req.side is Side.BUY) else 0.0
+            qty = min(qty, reducible)
+            if qty <= _EPS:
+                order.status = OrderStatus.CANCELLED
+                order.reason = "reduce-only order had nothing to reduce"
+                self.events.on_order_update(order)
+                return
+        fee = self.fees.fee(qty, price)
+        signed = qty if req.side is Side.BUY else -qty
+        self.cash -= signed * price + fee
+        if pos is None:
+            pos = self._positions[key] = [0.0, 0.0]
+        old = pos[0]
+        new = old + signed
+        if abs(old) < _EPS or (old > 0) == (signed > 0):
+            pos[1] = (pos[1] * abs(old) + price * abs(signed)) / abs(new) if abs(new) > _EPS else 0.0
+        elif abs(new) > _EPS and (new > 0) != (old > 0):
+            pos[1] = price
+        pos[0] = 0.0 if abs(new) < _EPS else new
+        if pos[0] == 0.0:
+            pos[1] = 0.0
+        self._last[req.symbol] = price
+        prev_filled = order.filled_qty
+        order.filled_qty = prev_filled + qty
+        order.avg_fill_price = (order.avg_fill_price * prev_filled + price * qty) / order.filled_qty
+        order.updated_ts = ts
+        order.status = OrderStatus.FILLED
+        self._fill_n += 1
+        fill = Fill(f"{order.id}-f{self._fill_n}", order.id, req.symbol, req.side, qty, price, fee, ts,
+                    req.strategy, order.role)
+        self.events.on_fill(fill)
+        if order.role in ("stop_loss", "take_profit") and order.parent_id:
+            self._cancel_siblings(order)
+        elif order.role == "entry" and (req.stop_loss is not None or req.take_profit is not None):
+            self._open_bracket(order, qty, ts)
+        if pos[0] == 0.0:
+            # flat: protective legs of this strategy/symbol have nothing left to protect
+            for o in self._working:
+                if o.status.is_open and o.role in ("stop_loss", "take_profit") and o.request.strategy == req.strategy \
+                        and o.symbol == req.symbol:
+                    o.status = OrderStatus.CANCELLED
+                    o.reason = "position closed"
+                    self.events.on_order_update(o)
+
+    def _open_bracket(self, parent: Order, qty: float, ts: int) -> None:
+        req = parent.request
+        exit_side = req.side.opposite
+        legs: list[Order] = []
+        if req.stop_loss is not None:
+            legs.append(Order(f"{parent.id}.sl", OrderRequest(req.symbol, exit_side, qty, OrderType.STOP,
+                              stop_price=req.stop_loss, reduce_only=True, strategy=req.strategy, source=req.source),
+                              OrderStatus.ACCEPTED, created_ts=ts, updated_ts=ts, parent_id=parent.id, role="stop_loss"))
+        if req.take_profit is not None:
+            legs.append(Order(f"{parent.id}.tp", OrderRequest(req.symbol, exit_side, qty, OrderType.LIMIT,
+                              limit_price=req.take_profit, reduce_only=True, strategy=req.strategy, source=req.source),
+                              OrderStatus.ACCEPTED, created_ts=ts, updated_ts=ts, parent_id=parent.id, role="take_profit"))
+        for leg in legs:
+            self._orders[leg.id] = leg
+            self._working.append(leg)
+            self.events.on_order_update(leg)
+
+    def _cancel_siblings(self, leg: Order) -> None:
+        for o in self._working:
+            if o is not leg and o.parent_id == leg.parent_id and o.status.is_open:
+                o.status = OrderStatus.CANCELLED
+                o.reason = f"one-cancels-other: {leg.role} filled"
+                self.events.on_order_update(o)
+
+    def working_triggers(self, strategy: str) -> list[tuple[Side, OrderType, float | None]]:
+        """(side, type, price) of this strategy's working orders: lets a backtest know how far ahead a
+        sandboxed script can run before one of them could fill."""
+        out = []
+        for o in self._working:
+            if o.status.is_open and o.request.strategy == strategy:
+                r = o.request
+                out.append((r.side, r.type, r.limit_price if r.type is OrderType.LIMIT else r.stop_price))
+        return out
+
+
+def _factory(config: dict[str, Any], events: BrokerEvents) -> PaperBroker:
+    opts = dict(config)
+    unknown = set(opts) - {"cash", "currency", "spread_bps", "fee_percent", "fee_per_lot", "lot_size",
+                           "slippage", "impact_bps", "symbols", "min_qty", "qty_step"}
+    if unknown:
+        raise ConfigError("broker.options", f"unknown paper broker options {sorted(unknown)}")
+    spread = SpreadSlippage(float(opts.get("spread_bps", 2.0)))
+    slip: SlippageModel = spread
+    if opts.get("slippage", "spread") == "volume":
+        slip = VolumeParticipationSlippage(spread, float(opts.get("impact_bps", 100.0)))
+    elif opts.get("slippage", "spread") != "spread":
+        raise ConfigError("broker.options.slippage", "must be 'spread' or 'volume'")
+    fees: FeeModel = PercentFee(float(opts.get("fee_percent", 0.0)))
+    if "fee_per_lot" in opts:
+        fees = PerLotFee(float(opts["fee_per_lot"]), float(opts.get("lot_size", 1.0)))
+    cash = float(opts.get("cash", 100_000.0))
+    if not math.isfinite(cash) or cash <= 0:
+        raise ConfigError("broker.options.cash", "must be a positive number")
+    return PaperBroker(events, cash=cash, currency=str(opts.get("currency", "USD")), slippage=slip, fees=fees,
+                       symbols=opts.get("symbols"), min_qty=float(opts.get("min_qty", 0.0)),
+                       qty_step=float(opts.get("qty_step", 0.0)))
+
+
+@hookimpl
+def register_brokers(register: Any) -> None:
+    register("paper", _factory, description="Simulated broker filling against the kernel's market data",
+             simulated=True)
