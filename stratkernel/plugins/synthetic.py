@@ -237,18 +237,18 @@ def make_source(options: dict[str, Any]) -> SyntheticSource:
             _field(unknown[0]), f"unknown option for synthetic; known: {', '.join(sorted(_OPTIONS))}"
         )
     values: dict[str, Any] = {}
-    for key, (lo, hi) in _INT_OPTIONS.items():
+    for key, (ilo, ihi) in _INT_OPTIONS.items():
         if key in options:
-            v = options[key]
-            if type(v) is not int or not lo <= v <= hi:
-                raise ConfigError(_field(key), f"must be an integer from {lo} to {hi}, got {v!r}")
-            values[key] = v
-    for key, (lo, hi) in _FLOAT_OPTIONS.items():
+            iv = options[key]
+            if type(iv) is not int or not ilo <= iv <= ihi:
+                raise ConfigError(_field(key), f"must be an integer from {ilo} to {ihi}, got {iv!r}")
+            values[key] = iv
+    for key, (flo, fhi) in _FLOAT_OPTIONS.items():
         if key in options:
-            v = options[key]
-            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-                raise ConfigError(_field(key), f"must be a number from {lo:g} to {hi:g}, got {v!r}")
-            values[key] = float(v)
+            fv = options[key]
+            if isinstance(fv, bool) or not isinstance(fv, int | float) or not flo <= fv <= fhi:
+                raise ConfigError(_field(key), f"must be a number from {flo:g} to {fhi:g}, got {fv!r}")
+            values[key] = float(fv)
     if "symbol" in options and "symbols" in options:
         raise ConfigError(_field("symbols"), "give symbol or symbols, not both")
     symbols = options.get("symbols", [options.get("symbol", "SYNTH-USD")])

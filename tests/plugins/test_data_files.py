@@ -290,3 +290,61 @@ def test_resolve_data_source(host) -> None:
     assert resolve(uri="/x/y.parquet") == ("parquet", {"path": "/x/y.parquet"})
     assert resolve(uri="ccxt:binance:BTC/USDT:1m") is None
     assert resolve(uri="bars.txt") is None
+
+
+# -- the benchmark data generator (bench/datagen.py) writes files this plugin reads -----------------
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_datagen_round_trip_and_ensure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))  # bench/ is a top-level folder, not part of the package
+    from bench.datagen import ensure_dataset, write_dataset
+    from stratkernel.plugins.synthetic import WalkParams, generate_bars
+
+    out = write_dataset(2000, tmp_path / "d" / "bars.csv", seed=4)
+    assert out.read_text().splitlines()[0] == "ts,open,high,low,close,volume"
+    s = load_series(out)
+    ref = generate_bars(2000, params=WalkParams(seed=4))
+    assert np.array_equal(s.ts, ref.ts)
+    assert np.array_equal(s.close, np.round(ref.close, 4))
+    assert np.array_equal(s.volume, ref.volume)
+    pq_out = write_dataset(2000, tmp_path / "bars.parquet", seed=4)
+    assert np.array_equal(load_series(pq_out).high, s.high)
+
+    before = out.read_bytes()
+    stamp = out.stat().st_mtime_ns
+    assert ensure_dataset(2000, out, seed=4) == out
+    assert out.stat().st_mtime_ns == stamp  # same arguments: not rewritten
+    ensure_dataset(2000, out, seed=5)  # other arguments: regenerated
+    assert out.read_bytes() != before
+    ensure_dataset(2000, out, seed=4)
+    assert out.read_bytes() == before  # reproducible byte for byte
+    (tmp_path / "new.csv").unlink(missing_ok=True)
+    assert len(load_series(ensure_dataset(10, tmp_path / "new.csv"))) == 10
+    with pytest.raises(ValueError, match=r"\.csv or \.parquet"):
+        write_dataset(10, tmp_path / "x.txt")
+
+
+def test_datagen_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "cli.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.datagen", "--bars", "500", "--out", str(out), "--seed", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "wrote 500 bars" in run.stderr
+    assert len(load_series(out)) == 500
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.datagen", "--bars", "0", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--bars must be at least 1" in bad.stderr
