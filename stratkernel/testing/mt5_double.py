@@ -631,6 +631,7 @@ class MetaTrader5Double:
         self._account_trade_allowed = True  # AccountInfo.trade_allowed (investor password -> False)
         self._trade_expert = True  # AccountInfo.trade_expert (server allows expert advisors)
         self._queued_retcodes: list[int] = []
+        self._drop_after: set[str] = set()
         #: names of the MT5 API functions called, in order (lets tests check e.g. order_check before send)
         self.calls: list[str] = []
 
@@ -729,6 +730,17 @@ class MetaTrader5Double:
         """The next ``count`` valid order_send calls are answered with ``retcode`` (requote, reject...)."""
         self._queued_retcodes.extend([retcode] * count)
 
+    def sim_manual_cancel(self, ticket: int) -> None:
+        """The person at the terminal deletes a pending order by hand."""
+        order = self._orders.pop(ticket)
+        order.state, order.time_done_msc = self.ORDER_STATE_CANCELED, self._now_msc
+        self._history_orders[order.ticket] = order
+
+    def sim_drop_connection_after(self, function: str) -> None:
+        """The next call of ``function`` does its work, then the terminal dies before answering
+        (the caller sees None and an IPC error, not knowing whether e.g. an order went out)."""
+        self._drop_after.add(function)
+
     def sim_set_balance(self, balance: float) -> None:
         self._balance = float(balance)
 
@@ -780,6 +792,10 @@ class MetaTrader5Double:
         try:
             self._require()
             result = fn()
+            if name in self._drop_after:
+                self._drop_after.discard(name)
+                self.sim_kill_terminal()
+                raise _CallFailed(-10002)  # IPC recv failed: the work was done, the answer is lost
         except _CallFailed as exc:
             self._fail(exc)
             return default
