@@ -50,11 +50,6 @@ MIN_PASSWORD_LEN = 12
 MAX_PASSWORD_LEN = 1024
 API_KEY_PREFIX = "sk_"
 
-_hasher = PasswordHasher()
-# Verified against when the username does not exist, so a login for an unknown name costs the same
-# as one with a wrong password and does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
-
 
 def _now() -> int:
     return int(time.time())
@@ -202,8 +197,12 @@ class UserStore:
     and tokens, :class:`StoreError` for an unusable database (e.g. written by a newer version).
     """
 
-    def __init__(self, db_path: Path | str) -> None:
+    def __init__(self, db_path: Path | str, *, password_hasher: PasswordHasher | None = None) -> None:
+        """``password_hasher``: argon2 parameters; the argon2-cffi defaults (RFC 9106 low-memory
+        profile) unless given. Hashes made with other parameters are upgraded at the next login."""
         self.db_path = Path(db_path)
+        self._hasher = password_hasher or PasswordHasher()
+        self._dummy_hash: str | None = None
         self._db: aiosqlite.Connection | None = None
         # One connection is shared; the lock keeps one coroutine's transaction from interleaving with
         # another's statements.
@@ -309,7 +308,7 @@ class UserStore:
         check_password(password)
         check_role(role)
         # Hash outside the lock: argon2 is deliberately slow and must not block other requests.
-        password_hash = await asyncio.to_thread(_hasher.hash, password)
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
         now = _now()
         async with self._tx() as db:
             async with db.execute("SELECT 1 FROM users WHERE username = ?", (username,)) as cur:
@@ -385,7 +384,7 @@ class UserStore:
     async def set_password(self, username: str, password: str, *, actor: str | None = None) -> None:
         """Change a password; every session of the user is revoked."""
         check_password(password)
-        password_hash = await asyncio.to_thread(_hasher.hash, password)
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
         async with self._tx() as db:
             row = await self._require_user(db, username)
             await db.execute(
@@ -433,17 +432,22 @@ class UserStore:
                 self.db.execute("SELECT * FROM users WHERE username = ?", (username,)) as cur,
             ):
                 row = await cur.fetchone()
-        stored = row["password_hash"] if row is not None else _DUMMY_HASH
+        if row is None and self._dummy_hash is None:
+            # Verified against when the username does not exist, so a login for an unknown name costs
+            # the same as one with a wrong password and does not reveal which names exist.
+            self._dummy_hash = await asyncio.to_thread(self._hasher.hash, secrets.token_urlsafe(16))
+        stored = row["password_hash"] if row is not None else self._dummy_hash
+        assert stored is not None
         try:
-            await asyncio.to_thread(_hasher.verify, stored, password)
+            await asyncio.to_thread(self._hasher.verify, stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             raise refused from None
         if row is None:
             raise refused
         if row["disabled"]:
             raise AuthError("account disabled")
-        if _hasher.check_needs_rehash(stored):
-            new_hash = await asyncio.to_thread(_hasher.hash, password)
+        if self._hasher.check_needs_rehash(stored):
+            new_hash = await asyncio.to_thread(self._hasher.hash, password)
             async with self._tx() as db:
                 await db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, row["id"]))
         return self._user(row)

@@ -1,0 +1,1 @@
+"""API tests (a package so helper imports from conftest are unambiguous)."""
