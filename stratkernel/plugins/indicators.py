@@ -113,20 +113,35 @@ def _rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def _rolling_pstd(x: np.ndarray, n: int, mean: np.ndarray) -> np.ndarray:
-    """Population standard deviation of each window, computed two-pass (exact) in bounded chunks.
+    """Population standard deviation of each window of n values (NaN for the first n-1).
 
-    O(len(x) * n) work but no cancellation error; chunks cap the temporary memory at ~16 MB.
+    Short windows (n <= 64): exact two-pass per window, in chunks that cap temporaries at ~16 MB;
+    O(len(x) * n) but that is cheap for small n. Longer windows: O(len(x)) sums of (x - c) and
+    (x - c)^2, where the centre c is re-chosen for every block of outputs (the mean of the data that
+    block touches), so ``S2/n - (S1/n)^2`` never subtracts two huge numbers.
     """
     out = _nan(len(x))
     if len(x) < n:
         return out
-    windows = np.lib.stride_tricks.sliding_window_view(x, n)
-    m = mean[n - 1 :]
-    step = max(1, 2_000_000 // n)
-    for lo in range(0, windows.shape[0], step):
-        w = windows[lo : lo + step]
-        d = w - m[lo : lo + step, None]
-        out[n - 1 + lo : n - 1 + lo + w.shape[0]] = np.sqrt(np.einsum("ij,ij->i", d, d) / n)
+    if n <= 64:
+        windows = np.lib.stride_tricks.sliding_window_view(x, n)
+        m = mean[n - 1 :]
+        step = max(1, 2_000_000 // n)
+        for lo in range(0, windows.shape[0], step):
+            w = windows[lo : lo + step]
+            d = w - m[lo : lo + step, None]
+            out[n - 1 + lo : n - 1 + lo + w.shape[0]] = np.sqrt(np.einsum("ij,ij->i", d, d) / n)
+        return out
+    block = max(4096, 8 * n)
+    for start in range(n - 1, len(x), block):
+        stop = min(start + block, len(x))
+        seg = x[start - n + 1 : stop]
+        d = seg - seg.mean()
+        c1 = np.concatenate(([0.0], np.cumsum(d)))
+        c2 = np.concatenate(([0.0], np.cumsum(d * d)))
+        s1 = (c1[n:] - c1[:-n]) / n
+        var = (c2[n:] - c2[:-n]) / n - s1 * s1
+        out[start:stop] = np.sqrt(np.maximum(var, 0.0))
     return out
 
 

@@ -202,6 +202,17 @@ def test_bollinger_matches_textbook(small: BarSeries) -> None:
     assert_same(low, rlow)
 
 
+def test_bollinger_long_windows_match_per_window_std() -> None:
+    # periods above 64 take the blocked-sums path; compare with numpy's std of each window
+    s = random_series(12_000, 4)
+    for n in (65, 300, 5000):
+        mid, up, _low = ind.BOLLINGER.compute(s, period=n, mult=1.0)
+        ref = np.array([np.std(s.close[i - n + 1 : i + 1]) for i in range(n - 1, len(s))])
+        np.testing.assert_allclose((up - mid)[n - 1 :], ref, rtol=1e-8)
+        assert np.isnan(up[: n - 1]).all()
+        assert_indicator_consistent(ind.BOLLINGER, s, period=n)
+
+
 # -- hand-computed values --------------------------------------------------------------------------
 ONE_TO_TEN = [float(v) for v in range(1, 11)]
 
