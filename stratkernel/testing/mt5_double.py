@@ -1418,8 +1418,10 @@ class MetaTrader5Double:
                 raise _Refused(self.TRADE_RETCODE_INVALID)
             if r.volume > closing.volume + 1e-9:
                 raise _Refused(self.TRADE_RETCODE_INVALID_CLOSE_VOLUME)
-        elif self._margin_mode != 2:
-            closing = self._netting_position(r.symbol)
+        target = closing  # the position the deal changes (None: a new position)
+        if not r.position and self._margin_mode != 2:
+            target = self._netting_position(r.symbol)  # netting: at most one position per symbol
+            closing = target
             if closing is not None and (closing.type == self.POSITION_TYPE_BUY) == buy:
                 closing = None  # adds to the position
         reduces_only = closing is not None and r.volume <= closing.volume + 1e-9
@@ -1452,7 +1454,7 @@ class MetaTrader5Double:
         equity = self._balance + self._floating()
         if margin_after > margin_before and equity - margin_after < 0:
             raise _Refused(self.TRADE_RETCODE_NO_MONEY)
-        return {"kind": "deal", "price": price, "margin_after": margin_after, "closing": closing}
+        return {"kind": "deal", "price": price, "margin_after": margin_after, "position": target}
 
     def _check_pending_price(self, s: _Symbol, otype: int, price: float, stoplimit: float) -> None:
         gap = s.trade_stops_level * s.point
@@ -1564,7 +1566,7 @@ class MetaTrader5Double:
                            r.magic, reason, self.ORDER_STATE_FILLED, r.type_time, r.type_filling,
                            sl=r.sl, tp=r.tp, comment=r.comment)  # fmt: skip
             deal = self._fill(s, order, plan["price"], r.volume, reason=_deal_reason(reason),
-                              position=plan["closing"])  # fmt: skip
+                              position=plan["position"])  # fmt: skip
             return OrderSendResult(done, deal.ticket, order.ticket, r.volume, deal.price, bid, ask,
                                    _RETCODE_COMMENT[done], request_id, 0, r)  # fmt: skip
         if kind == "pending":
@@ -1698,9 +1700,10 @@ class MetaTrader5Double:
             # limits fill at their price (or better); stops fill at the market
             market = s.ask if buy else s.bid
             price = (min(p, market) if buy else max(p, market)) if t in (2, 3) else market
-            closing = self._netting_position(s.name) if self._margin_mode != 2 else None
+            target = self._netting_position(s.name) if self._margin_mode != 2 else None
+            closing = target
             if closing is not None and (closing.type == self.POSITION_TYPE_BUY) == buy:
-                closing = None
+                closing = None  # adds to the position
             del self._orders[o.ticket]
             opened = o.volume_current - (closing.volume if closing is not None else 0.0)
             equity = self._balance + self._floating()
@@ -1709,7 +1712,7 @@ class MetaTrader5Double:
                 o.state, o.time_done_msc = self.ORDER_STATE_REJECTED, self._now_msc
                 self._history_orders[o.ticket] = o
                 continue
-            self._fill(s, o, price, o.volume_current, reason=_deal_reason(o.reason), position=closing)
+            self._fill(s, o, price, o.volume_current, reason=_deal_reason(o.reason), position=target)
 
     def _trigger_stops(self, s: _Symbol) -> None:
         for p in sorted((p for p in self._positions.values() if p.symbol == s.name), key=lambda p: p.ticket):

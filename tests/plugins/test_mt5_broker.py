@@ -107,7 +107,7 @@ async def test_connect_logs_in_and_loads_symbol_spec(broker: MT5Broker, mt5: Met
 
 async def test_wrong_password_is_a_clear_broker_error(mt5: MetaTrader5Double, events: Recorder) -> None:
     b = make_broker(config(mt5, password="wrong"), events)
-    with pytest.raises(BrokerError, match="refused login 5001234.*Authorization failed"):
+    with pytest.raises(BrokerError, match=r"refused login 5001234.*Authorization failed"):
         await b.connect()
     await b.close()
 
