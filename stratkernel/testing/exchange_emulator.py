@@ -48,7 +48,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["EMULATOR_CCXT_OPTIONS", "ExchangeEmulator", "Faults", "interval_ms"]
+__all__ = ["EMULATOR_CCXT_OPTIONS", "ExchangeEmulator", "Faults", "ccxt_config", "interval_ms"]
 
 #: ccxt ``options`` that keep ccxt from asking for what the emulator does not serve (futures markets,
 #: currencies, margin pairs): load_markets becomes a single exchangeInfo request.
@@ -251,7 +251,8 @@ class ExchangeEmulator:
     def ccxt_urls(self, api_urls: dict[str, Any]) -> dict[str, Any]:
         """Rewrite a ccxt binance ``urls['api']`` dict so every spot endpoint points at the emulator."""
         out: dict[str, Any] = {}
-        for key, value in api_urls.items():
+        # sync/async ccxt has no "ws" entry; add one so the same dict also serves ccxt.pro
+        for key, value in {"ws": {}, **api_urls}.items():
             if key == "ws":
                 ws = dict(value)
                 ws["spot"] = ws["margin"] = f"{self.ws_url}/ws"
@@ -920,3 +921,19 @@ class ExchangeEmulator:
         }
         for sub in list(self._user_subs):
             await self._send(sub.ws, {"subscriptionId": sub.sub_id, "event": ev})
+
+
+def ccxt_config(emulator: ExchangeEmulator, **extra: Any) -> dict[str, Any]:
+    """stratkernel ``ccxt`` broker/data-source options that reach ``emulator`` (rate limiter off)."""
+    import ccxt  # local: the emulator itself does not need ccxt
+
+    cfg: dict[str, Any] = {
+        "exchange": "binance",
+        "api_key": emulator.api_key,
+        "secret": emulator.secret,
+        "urls": emulator.ccxt_urls(ccxt.binance().urls["api"]),
+        "options": dict(EMULATOR_CCXT_OPTIONS),
+        "rate_limit": False,
+    }
+    cfg.update(extra)
+    return cfg

@@ -1,0 +1,453 @@
+"""The ccxt broker against the Binance-spot emulator: real ccxt (async + pro) over real HTTP/websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import ccxt
+import pytest
+
+from stratkernel.core.broker import Broker
+from stratkernel.core.errors import BrokerConnectionError, BrokerError, ConfigError, OrderRejectedError
+from stratkernel.core.model import Fill, Order, OrderRequest, OrderStatus, OrderType, Side
+from stratkernel.core.plugins import load_plugins
+from stratkernel.plugins.ccxt_plugin import CcxtBroker, venue_client_id
+from stratkernel.plugins.ccxt_plugin.exchange import Backoff
+from stratkernel.testing.exchange_emulator import ExchangeEmulator, ccxt_config
+
+SYM = "BTC/USDT"
+
+
+class Recorder:
+    """BrokerEvents that remembers everything, as the kernel would receive it."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, OrderStatus, float]] = []
+        self.fills: list[Fill] = []
+
+    def on_order_update(self, order: Order) -> None:
+        self.updates.append((order.id, order.status, order.filled_qty))
+
+    def on_fill(self, fill: Fill) -> None:
+        self.fills.append(fill)
+
+    def statuses(self, order_id: str) -> list[OrderStatus]:
+        return [s for oid, s, _ in self.updates if oid == order_id]
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for an asynchronous outcome; fails the test if it never happens."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+def order(oid: str, side: Side = Side.BUY, qty: float = 0.01, type: OrderType = OrderType.MARKET,
+          limit: float | None = None, stop: float | None = None) -> Order:
+    return Order(oid, OrderRequest(SYM, side, qty, type, limit_price=limit, stop_price=stop, strategy="s1"))
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[ExchangeEmulator]:
+    e = ExchangeEmulator(api_key="test-key", secret="test-secret", balances={"USDT": 10_000.0, "BTC": 0.0})
+    e.add_market(SYM, price=20_000.0, qty_step=0.0001, price_tick=0.01, min_notional=10.0)
+    e.add_market("ETH/USDT", price=1_000.0, qty_step=0.001, price_tick=0.01, min_notional=10.0)
+    await e.start()
+    yield e
+    await e.stop()
+
+
+async def make_broker(emu: ExchangeEmulator, **extra: Any) -> tuple[CcxtBroker, Recorder]:
+    rec = Recorder()
+    opts = {"retry_base": 0.02, "retry_cap": 0.1, "poll_interval": 0.2, "ws_poll_interval": 5.0, "timeout_ms": 1500}
+    opts.update(extra)
+    broker = CcxtBroker(ccxt_config(emu, **opts), rec)
+    await broker.connect()
+    return broker, rec
+
+
+@pytest.fixture
+async def broker(emu: ExchangeEmulator) -> AsyncIterator[tuple[CcxtBroker, Recorder]]:
+    b, rec = await make_broker(emu)
+    yield b, rec
+    await b.close()
+
+
+# -- plugin wiring -----------------------------------------------------------------------------------------
+def test_plugin_registers_broker_data_source_and_uri() -> None:
+    host = load_plugins()
+    assert host.registry.has("broker", "ccxt")
+    assert host.registry.has("data_source", "ccxt")
+    assert host.hook.resolve_data_source(uri="ccxt:binance:BTC/USDT:5m") == (
+        "ccxt", {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "5m"})
+    assert not [f for f in host.failures if f.plugin == "ccxt"]
+
+
+def test_bad_config_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"ccxt\.exchange"):
+        CcxtBroker({"exchange": "nosuchexchange"}, Recorder())
+    with pytest.raises(ConfigError, match=r"ccxt\.pollinterval"):
+        CcxtBroker({"exchange": "binance", "pollinterval": 1}, Recorder())
+    with pytest.raises(ConfigError, match=r"ccxt\.max_retries"):
+        CcxtBroker({"exchange": "binance", "max_retries": -1}, Recorder())
+
+
+def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATKERNEL_CCXT_API_KEY", "env-key")
+    monkeypatch.setenv("STRATKERNEL_CCXT_SECRET", "env-secret")
+    b = CcxtBroker({"exchange": "binance"}, Recorder())
+    assert (b.cfg["api_key"], b.cfg["secret"]) == ("env-key", "env-secret")
+
+
+def test_client_ids_fit_binance_and_are_stable() -> None:
+    assert venue_client_id("ord-1_A") == "ord-1_A"
+    long_id = "strategy/with spaces:" + "x" * 40
+    mapped = venue_client_id(long_id)
+    assert mapped == venue_client_id(long_id) and len(mapped) <= 36 and mapped.replace("-", "").isalnum()
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    import random
+
+    b = Backoff(0.5, 8.0, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(12)]
+    for i, d in enumerate(delays):
+        ceiling = min(8.0, 0.5 * 2**i)
+        assert ceiling / 2 <= d <= ceiling
+    assert len({round(d, 6) for d in delays[5:]}) > 1  # jitter: capped delays are not all identical
+    b.reset()
+    assert b.next_delay() <= 0.5
+
+
+# -- the emulator checks what Binance checks -----------------------------------------------------------
+async def test_emulator_rejects_a_bad_signature_with_1022(emu: ExchangeEmulator) -> None:
+    query = f"timestamp={int(time.time() * 1000)}&recvWindow=5000"
+    good = hmac.new(b"test-secret", query.encode(), hashlib.sha256).hexdigest()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{emu.http_url}/api/v3/account?{query}&signature={good}",
+                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+            assert r.status == 200 and "balances" in await r.json()
+        async with s.get(f"{emu.http_url}/api/v3/account?{query}&signature={'0' * 64}",
+                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+            assert (r.status, (await r.json())["code"]) == (400, -1022)
+        async with s.get(f"{emu.http_url}/api/v3/account?{query}&signature={good}",
+                         headers={"X-MBX-APIKEY": "other"}) as r:
+            assert (r.status, (await r.json())["code"]) == (401, -2015)
+        stale = f"timestamp={int(time.time() * 1000) - 60_000}&recvWindow=5000"
+        sig = hmac.new(b"test-secret", stale.encode(), hashlib.sha256).hexdigest()
+        async with s.get(f"{emu.http_url}/api/v3/account?{stale}&signature={sig}",
+                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+            assert (await r.json())["code"] == -1021
+        body = urllib.parse.urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+                                       "timestamp": int(time.time() * 1000)})
+        async with s.post(f"{emu.http_url}/api/v3/order", data=body + "&signature=" + "1" * 64,
+                          headers={"X-MBX-APIKEY": "test-key",
+                                   "Content-Type": "application/x-www-form-urlencoded"}) as r:
+            assert (await r.json())["code"] == -1022
+    assert emu.stats.bad_signatures == 2
+    assert emu.stats.order_posts == 0  # a badly signed order never reaches the matching engine
+
+
+async def test_wrong_secret_fails_connect_with_auth(emu: ExchangeEmulator) -> None:
+    b = CcxtBroker(ccxt_config(emu, secret="wrong"), Recorder())
+    with pytest.raises(BrokerError, match="auth"):
+        await b.connect()
+    await b.close()
+
+
+# -- broker behaviour ------------------------------------------------------------------------------------
+async def test_connect_loads_markets_once_and_specs(emu: ExchangeEmulator,
+                                                    broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _ = broker
+    assert isinstance(b, Broker)
+    spec = b.symbol_spec(SYM)
+    assert spec is not None
+    assert (spec.qty_step, spec.min_qty, spec.price_tick, spec.min_notional) == (0.0001, 0.0001, 0.01, 10.0)
+    assert b.symbol_spec("NOPE/USDT") is None
+    assert emu.stats.requests.get("GET /api/v3/exchangeInfo") == 1
+    assert (await b.preflight()).trading_allowed
+
+
+async def test_market_buy_fills_with_venue_trade_ids(emu: ExchangeEmulator,
+                                                     broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    o = order("m1", qty=0.05)
+    await b.submit(o)
+    assert o.status is OrderStatus.FILLED and o.filled_qty == pytest.approx(0.05)
+    assert o.avg_fill_price == pytest.approx(20_000.0)
+    assert [f.id for f in rec.fills] == [f"binance:{SYM}:{emu.trades[0].trade_id}"]
+    assert rec.fills[0].order_id == "m1" and rec.fills[0].strategy == "s1"
+    assert emu.balance("BTC")[0] == pytest.approx(0.05)
+    acct = await b.account()
+    assert acct.cash == pytest.approx(9_000.0) and acct.equity == pytest.approx(10_000.0)
+    assert acct.currency == "USDT"
+    pos = await b.positions()
+    assert [(p.symbol, p.qty, p.avg_price) for p in pos] == [(SYM, pytest.approx(0.05), pytest.approx(20_000.0))]
+
+
+async def test_limit_order_fills_by_websocket_with_partial_fills(emu: ExchangeEmulator) -> None:
+    # The poller is set to 60 s, so within the test only the websocket can deliver the updates.
+    b, rec = await make_broker(emu, poll_interval=60.0, ws_poll_interval=60.0)
+    try:
+        await _ws_partial_fills(emu, b, rec)
+    finally:
+        await b.close()
+
+
+async def _ws_partial_fills(emu: ExchangeEmulator, b: CcxtBroker, rec: Recorder) -> None:
+    await until(lambda: emu.user_subscribers == 1)
+    o = order("l1", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+    await b.submit(o)
+    assert o.status is OrderStatus.ACCEPTED and o.broker_order_id
+    assert emu.balance("USDT") == (pytest.approx(8_100.0), pytest.approx(1_900.0))
+    await emu.set_price(SYM, 18_990.0, liquidity=0.04)
+    await until(lambda: o.status is OrderStatus.PARTIALLY_FILLED)
+    assert o.filled_qty == pytest.approx(0.04) and len(rec.fills) == 1
+    await emu.set_price(SYM, 18_980.0)
+    await until(lambda: o.status is OrderStatus.FILLED)
+    assert sum(f.qty for f in rec.fills) == pytest.approx(0.1)
+    assert len({f.id for f in rec.fills}) == 2 and all(f.price == 19_000.0 for f in rec.fills)
+    assert rec.statuses("l1") == [OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+
+
+async def test_polling_tracks_orders_without_websocket(emu: ExchangeEmulator) -> None:
+    b, rec = await make_broker(emu, use_websocket=False)
+    try:
+        o = order("p1", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+        await b.submit(o)
+        await emu.set_price(SYM, 18_000.0)
+        await until(lambda: o.status is OrderStatus.FILLED)
+        assert len(rec.fills) == 1 and emu.user_subscribers == 0
+    finally:
+        await b.close()
+
+
+async def test_stop_order_is_native_and_triggers(emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    await b.submit(order("buy", qty=0.1))
+    stop = order("sl", side=Side.SELL, qty=0.1, type=OrderType.STOP, stop=19_500.0)
+    await b.submit(stop)
+    venue = emu.order_by_client_id("sl")
+    assert venue is not None and venue.type == "STOP_LOSS" and venue.stop_price == 19_500.0
+    await emu.set_price(SYM, 19_800.0)
+    assert stop.status is OrderStatus.ACCEPTED
+    await emu.set_price(SYM, 19_400.0)
+    await until(lambda: stop.status is OrderStatus.FILLED)
+    assert rec.fills[-1].price == 19_400.0 and rec.fills[-1].side is Side.SELL
+
+
+async def test_cancel(emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _rec = broker
+    o = order("c1", qty=0.1, type=OrderType.LIMIT, limit=15_000.0)
+    await b.submit(o)
+    assert [x.id for x in await b.open_orders()] == ["c1"]
+    await b.cancel("c1")
+    assert o.status is OrderStatus.CANCELLED
+    assert emu.balance("USDT") == (pytest.approx(10_000.0), pytest.approx(0.0))
+    with pytest.raises(BrokerError, match="already cancelled"):
+        await b.cancel("c1")
+    with pytest.raises(BrokerError, match="not an order"):
+        await b.cancel("unknown")
+    assert await b.open_orders() == []
+
+
+async def test_precision_and_min_notional_checked_before_sending(emu: ExchangeEmulator,
+                                                                 broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _rec = broker
+    cases = [
+        (order("x1", qty=0.00015), "not a multiple of the step"),
+        (order("x2", qty=0.0001), "notional .* below the minimum 10"),
+        (order("x3", qty=0.01, type=OrderType.LIMIT, limit=19_000.005), "not a multiple of the tick"),
+        (Order("x4", OrderRequest("DOGE/USDT", Side.BUY, 1.0)), "no market"),
+    ]
+    for o, msg in cases:
+        with pytest.raises(OrderRejectedError, match=msg):
+            await b.submit(o)
+        assert o.status is OrderStatus.REJECTED and o.reason
+    assert emu.stats.order_posts == 0
+
+
+async def test_exchange_refusals_map_to_reason_codes(emu: ExchangeEmulator,
+                                                     broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _rec = broker
+    o = order("big", qty=1.0)
+    with pytest.raises(OrderRejectedError) as info:
+        await b.submit(o)
+    assert info.value.code == "insufficient_funds"
+    assert o.status is OrderStatus.REJECTED and "insufficient" in o.reason
+    assert emu.stats.order_posts == 1  # refused once, not retried
+    emu.can_trade = False
+    o2 = order("blocked", qty=0.01)
+    with pytest.raises(OrderRejectedError):
+        await b.submit(o2)
+    pf = await b.preflight()
+    assert not pf.trading_allowed and "canTrade" in pf.reason
+
+
+async def test_preflight_reports_maintenance_and_unreachable(emu: ExchangeEmulator,
+                                                             broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _ = broker
+    emu.system_status = 1
+    pf = await b.preflight()
+    assert not pf.trading_allowed and "maintenance" in pf.reason
+    emu.system_status = 0
+    emu.faults.server_errors = 1
+    pf = await b.preflight()
+    assert not pf.trading_allowed and "unreachable" in pf.reason
+
+
+# -- faults ---------------------------------------------------------------------------------------------
+async def test_lost_order_response_does_not_double_the_order(emu: ExchangeEmulator,
+                                                             broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    emu.faults.lose_order_responses = 1
+    o = order("lost1", qty=0.05)  # a market order: filled at once, so Binance would NOT flag a resend
+    await b.submit(o)
+    assert emu.stats.order_posts == 1
+    assert len(emu.orders) == 1 and o.status is OrderStatus.FILLED
+    assert len(rec.fills) == 1 and emu.balance("BTC")[0] == pytest.approx(0.05)
+
+
+async def test_duplicate_client_id_is_looked_up_not_repeated(emu: ExchangeEmulator,
+                                                             broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _rec = broker
+    o = order("dup1", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+    await b.submit(o)
+    # A second broker (a restarted kernel that lost its memory) submits the same order id again.
+    b2, _rec2 = await make_broker(emu)
+    try:
+        again = order("dup1", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+        await b2.submit(again)
+        assert emu.stats.order_posts == 2 and len(emu.orders) == 1  # venue said -2010 Duplicate order sent.
+        assert again.status is OrderStatus.ACCEPTED and again.broker_order_id == o.broker_order_id
+        await b.submit(o)  # the same broker resubmitting: not even sent
+        assert emu.stats.order_posts == 2
+    finally:
+        await b2.close()
+
+
+@pytest.mark.parametrize("fault", ["timeouts", "server_errors", "rate_limited"])
+async def test_network_faults_are_retried(emu: ExchangeEmulator, fault: str) -> None:
+    b, rec = await make_broker(emu, use_websocket=False, timeout_ms=400)
+    try:
+        emu.faults.timeout_delay = 0.8
+        emu.faults.retry_after = 1
+        emu.faults.only_paths = ("/api/v3/order",)
+        setattr(emu.faults, fault, 2)
+        waits: list[float] = []
+
+        async def record(delay: float) -> None:
+            waits.append(delay)
+
+        b.sleep = record
+        o = order(f"f-{fault}", qty=0.01)
+        await b.submit(o)
+        assert o.status is OrderStatus.FILLED and len(emu.orders) == 1 and len(rec.fills) == 1
+        assert len(waits) == 2  # one wait per failed attempt, then success
+        if fault == "rate_limited":
+            assert all(w >= 1.0 for w in waits)  # Retry-After: 1 was honoured
+        else:
+            assert all(w <= 0.1 for w in waits)  # backoff capped at retry_cap
+    finally:
+        await b.close()
+
+
+async def test_unreachable_venue_leaves_order_pending_then_resolves(emu: ExchangeEmulator) -> None:
+    b, _rec = await make_broker(emu, use_websocket=False, max_retries=1, poll_interval=0.1)
+    try:
+        emu.faults.server_errors = 10
+        o = order("down1", qty=0.01)
+        with pytest.raises(BrokerConnectionError):
+            await b.submit(o)
+        assert o.status is OrderStatus.PENDING and len(emu.orders) == 0
+        emu.faults.server_errors = 0
+        # the poller asks the venue by client id: it never arrived, so it is REJECTED, never resent
+        await until(lambda: o.status is OrderStatus.REJECTED)
+        assert "never arrived" in o.reason and emu.stats.order_posts == 0
+    finally:
+        await b.close()
+
+
+async def test_dropped_websocket_reconnects_and_poller_covers_the_gap(emu: ExchangeEmulator) -> None:
+    b, rec = await make_broker(emu, ws_poll_interval=30.0)
+    try:
+        await until(lambda: emu.user_subscribers == 1)
+        o = order("ws1", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+        await b.submit(o)
+        await emu.drop_websockets()
+        await emu.set_price(SYM, 18_000.0)  # fills while nobody listens
+        await until(lambda: o.status is OrderStatus.FILLED)
+        assert b.ws_errors >= 1 and len(rec.fills) == 1
+        await until(lambda: emu.user_subscribers == 1)  # the stream came back on its own
+        o2 = order("ws2", qty=0.1, type=OrderType.LIMIT, limit=17_000.0)
+        await b.submit(o2)
+        await emu.set_price(SYM, 16_000.0)
+        await until(lambda: o2.status is OrderStatus.FILLED)
+    finally:
+        await b.close()
+
+
+# -- restart ---------------------------------------------------------------------------------------------
+async def test_reconcile_after_restart_picks_up_what_happened(emu: ExchangeEmulator) -> None:
+    b, _rec = await make_broker(emu)
+    filled = order("r-filled", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+    cancelled = order("r-cancel", qty=0.1, type=OrderType.LIMIT, limit=15_000.0)
+    working = order("r-open", qty=0.1, type=OrderType.LIMIT, limit=14_000.0)
+    for o in (filled, cancelled, working):
+        await b.submit(o)
+    await b.close()  # the kernel goes down
+    await emu.set_price(SYM, 18_500.0)
+    venue = emu.order_by_client_id("r-cancel")
+    assert venue is not None
+    async with aiohttp.ClientSession() as s:  # cancelled by hand on the website meanwhile
+        q = f"symbol=BTCUSDT&origClientOrderId=r-cancel&timestamp={int(time.time() * 1000)}"
+        sig = hmac.new(b"test-secret", q.encode(), hashlib.sha256).hexdigest()
+        async with s.delete(f"{emu.http_url}/api/v3/order?{q}&signature={sig}",
+                            headers={"X-MBX-APIKEY": "test-key"}) as r:
+            assert r.status == 200
+    never_sent = order("r-never", qty=0.01)  # PENDING in the store, the crash came before the POST
+
+    b2, rec2 = await make_broker(emu)
+    try:
+        restored = [order(o.id, qty=0.1, type=OrderType.LIMIT, limit=o.request.limit_price)
+                    for o in (filled, cancelled, working)]
+        for r_, o in zip(restored, (filled, cancelled, working), strict=True):
+            r_.status = OrderStatus.ACCEPTED
+            r_.broker_order_id = o.broker_order_id
+        posts = emu.stats.order_posts
+        await b2.reconcile([*restored, never_sent])
+        assert [r_.status for r_ in restored] == [OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.ACCEPTED]
+        assert never_sent.status is OrderStatus.REJECTED
+        assert emu.stats.order_posts == posts  # nothing was sent again
+        assert [f.order_id for f in rec2.fills] == ["r-filled"]
+        assert rec2.fills[0].id == f"binance:{SYM}:{emu.trades[-1].trade_id}"
+        await b2.reconcile(restored)  # again: nothing new happened, nothing new is reported
+        assert len(rec2.fills) == 1 and emu.stats.order_posts == posts
+        assert [o.id for o in await b2.open_orders()] == ["r-open"]
+    finally:
+        await b2.close()
+
+
+async def test_open_orders_includes_orders_placed_elsewhere(emu: ExchangeEmulator,
+                                                            broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _ = broker
+    ex = ccxt.async_support.binance(
+        {"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": False,
+         "options": ccxt_config(emu)["options"]})
+    ex.urls["api"] = ccxt_config(emu)["urls"]
+    try:
+        await ex.create_order("ETH/USDT", "limit", "buy", 0.5, 900.0, {"clientOrderId": "manual-1"})
+    finally:
+        await ex.close()
+    [o] = await b.open_orders()
+    assert (o.id, o.symbol, o.request.qty, o.request.limit_price, o.request.source) == (
+        "manual-1", "ETH/USDT", 0.5, 900.0, "venue")
