@@ -7,6 +7,8 @@ import statistics
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stratkernel.core.data import BarSeries
 from stratkernel.core.errors import ValidationError
@@ -89,6 +91,35 @@ def test_consistency_holds_over_long_series_with_a_trend() -> None:
     series = random_series(20_000, 9)
     for spec in (ind.SMA, ind.BOLLINGER):
         assert_indicator_consistent(spec, series, period=37)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    seed=st.integers(0, 2**32 - 1),
+    period=st.integers(1, 40),
+    other=st.integers(1, 40),
+    source=st.sampled_from(["close", "open", "hl2", "hlc3"]),
+)
+def test_consistency_property(n: int, seed: int, period: int, other: int, source: str) -> None:
+    series = random_series(n, seed, flat_every=3 if seed % 2 else 0)
+    for spec in (ind.SMA, ind.EMA, ind.RSI):
+        assert_indicator_consistent(spec, series, period=period, source=source)
+    assert_indicator_consistent(ind.ATR, series, period=period)
+    assert_indicator_consistent(
+        ind.MACD, series, fast=period, slow=other, signal=max(1, other // 3), source=source
+    )
+    assert_indicator_consistent(ind.BOLLINGER, series, period=period, mult=1.5, source=source)
+
+
+def test_constant_prices() -> None:
+    s = series_from_closes([7.0] * 60)
+    for spec in ind.SPECS:
+        assert_indicator_consistent(spec, s)
+    assert ind.RSI.compute(s)[0][-1] == 100.0  # no losses (and no gains): TradingView says 100
+    mid, up, low = ind.BOLLINGER.compute(s)
+    assert mid[-1] == up[-1] == low[-1] == 7.0
+    assert ind.ATR.compute(s)[0][-1] == 0.0
 
 
 # -- (b) textbook reference implementations, written naively here ------------------------------------
