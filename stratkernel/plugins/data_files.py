@@ -18,7 +18,8 @@ File format
   ignored. ``volume`` may be absent (then 0); the others are required.
 * ``ts`` is the bar's open time: epoch milliseconds, epoch seconds (all values below 1e11, fractions
   allowed), or ISO-8601 *with* a zone (``2024-01-01T00:00:00Z``, ``...+02:00``). Naive times and bare
-  dates are refused: the file does not say which zone they are in.
+  dates are refused: the file does not say which zone they are in. Epoch values of 1e14 and more
+  (microseconds, nanoseconds) are refused rather than misread.
 * Timestamps must strictly increase. Nothing is sorted, dropped or filled silently: the first bad
   cell is reported with the file, line (CSV; the header is line 1) or row (Parquet, from 0), column
   and value, as a :class:`~stratkernel.core.errors.ValidationError`.
@@ -69,6 +70,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 REQUIRED = ("ts", "open", "high", "low", "close")
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 SECONDS_LIMIT = 1e11  # below: epoch seconds; the same heuristic as stratkernel.core.model.to_ms
+MS_LIMIT = 1e14  # from here on epoch ms would be after the year 5138: a µs or ns column, refused
 _BAR_FIELD = re.compile(r"^bar\[(\d+)\]\.(\w+)$")
 
 
@@ -328,6 +330,14 @@ def _epoch_to_ms(v: np.ndarray, col: pa.ChunkedArray, where: _Where) -> np.ndarr
         raise ValidationError(
             where.cell(i, "ts"), col[i].as_py(), f"epoch unit differs from the first row ({unit})"
         )
+    too_big = v >= MS_LIMIT
+    if too_big.any():
+        i = int(np.argmax(too_big))
+        raise ValidationError(
+            where.cell(i, "ts"),
+            col[i].as_py(),
+            "too large for epoch ms (microseconds or nanoseconds?); give s or ms",
+        )
     if pa.types.is_integer(col.type):
         ints = np.asarray(col.to_numpy(), dtype=np.int64)
         return ints * 1000 if seconds[0] else ints
@@ -346,6 +356,8 @@ def _text_to_ms(col: pa.ChunkedArray, where: _Where) -> np.ndarray:
                 f = float(s)
                 if not math.isfinite(f) or f < 0:
                     raise ValidationError("ts", v, "timestamp must be finite and >= 0")
+                if f >= MS_LIMIT:
+                    raise ValidationError("ts", v, "too large for epoch ms (microseconds or nanoseconds?)")
                 out[i] = round(f * 1000) if f < SECONDS_LIMIT else round(f)
             else:
                 out[i] = to_ms(s)

@@ -172,6 +172,9 @@ def test_structural_problems(tmp_path: Path) -> None:
     secs_then_ms = [ROWS[0][0] // 1000, ROWS[1][0], ROWS[2][0]]
     with pytest.raises(ValidationError, match=r"line 3, column 'ts'.*epoch unit differs"):
         load_series(write(tmp_path / "units.csv", csv_text(ts=secs_then_ms)))
+    micros = [r[0] * 1000 for r in ROWS]
+    with pytest.raises(ValidationError, match=r"line 2, column 'ts'.*microseconds or nanoseconds"):
+        load_series(write(tmp_path / "us.csv", csv_text(ts=micros)))
 
 
 # -- reading Parquet ---------------------------------------------------------------------------------
