@@ -15,6 +15,7 @@ from .schemas import (
     ApiKeyCreated,
     ApiKeyOut,
     AuditEntry,
+    ErrorResponse,
     Me,
     PasswordChange,
     PasswordSet,
@@ -64,7 +65,10 @@ def _client(request: Request) -> str:
     tags=["auth"],
     summary="Log in (OAuth2 password flow)",
     dependencies=[Depends(public)],
-    responses={401: {"description": "wrong username or password"}, 429: {"description": "too many attempts"}},
+    responses={
+        401: {"model": ErrorResponse, "description": "wrong username or password"},
+        429: {"model": ErrorResponse, "description": "too many attempts"},
+    },
 )
 async def login(
     request: Request,
@@ -89,7 +93,9 @@ async def login(
     tags=["auth"],
     summary="Rotate a refresh token",
     dependencies=[Depends(public)],
-    responses={401: {"description": "invalid, expired, revoked or reused refresh token"}},
+    responses={
+        401: {"model": ErrorResponse, "description": "invalid, expired, revoked or reused refresh token"}
+    },
 )
 async def refresh(request: Request, response: Response, body: RefreshRequest) -> TokenResponse:
     """Spend a refresh token for a new token pair. Each refresh token works once: presenting a spent one
@@ -106,7 +112,7 @@ async def refresh(request: Request, response: Response, body: RefreshRequest) ->
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["auth"],
     summary="End this session",
-    responses={400: {"description": "called with an API key"}},
+    responses={400: {"model": ErrorResponse, "description": "called with an API key"}},
 )
 async def logout(request: Request, principal: Viewer) -> Response:
     """Revoke the session of the presented access token: it and its refresh tokens stop working."""
@@ -166,7 +172,7 @@ async def list_users(request: Request, principal: Admin) -> list[UserOut]:
     status_code=status.HTTP_201_CREATED,
     tags=["users"],
     summary="Create a user",
-    responses={409: {"description": "username taken"}},
+    responses={409: {"model": ErrorResponse, "description": "username taken"}},
 )
 async def create_user(request: Request, principal: Admin, body: UserCreate) -> UserCreated:
     """Create an account. Without ``password`` one is generated and returned in this response only."""
