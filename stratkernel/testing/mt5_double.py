@@ -49,6 +49,7 @@ __all__ = [
     "RATES_DTYPE",
     "TICKS_DTYPE",
     "AccountInfo",
+    "BookInfo",
     "MetaTrader5Double",
     "OrderCheckResult",
     "OrderSendResult",
@@ -123,6 +124,8 @@ OrderSendResult = namedtuple(
     "OrderSendResult",
     "retcode deal order volume price bid ask comment request_id retcode_external request",
 )
+
+BookInfo = namedtuple("BookInfo", "type price volume volume_real")
 
 RATES_DTYPE = np.dtype(
     [
@@ -272,6 +275,7 @@ class _Symbol:
     select: bool = True
     visible: bool = True
     session_open: bool = True
+    book_volume: float = 10.0  # lots offered at the top of the book on each side
     last: float = 0.0
     time_msc: int = 0
     # M1 bars: time -> [open, high, low, close, tick_volume, spread, real_volume]
@@ -632,6 +636,7 @@ class MetaTrader5Double:
         self._trade_expert = True  # AccountInfo.trade_expert (server allows expert advisors)
         self._queued_retcodes: list[int] = []
         self._drop_after: set[str] = set()
+        self._books: set[str] = set()  # symbols with market depth subscribed (market_book_add)
         #: names of the MT5 API functions called, in order (lets tests check e.g. order_check before send)
         self.calls: list[str] = []
 
@@ -1092,6 +1097,37 @@ class MetaTrader5Double:
 
         return self._call("copy_ticks_range", run)
 
+    def market_book_add(self, symbol: str) -> bool:
+        def run() -> bool:
+            self._symbol(symbol)
+            self._books.add(symbol)
+            return True
+
+        return bool(self._call("market_book_add", run, False))
+
+    def market_book_release(self, symbol: str) -> bool:
+        def run() -> bool:
+            self._symbol(symbol)
+            self._books.discard(symbol)
+            return True
+
+        return bool(self._call("market_book_release", run, False))
+
+    def market_book_get(self, symbol: str) -> tuple[BookInfo, ...] | None:
+        """Top of the book only (one level a side): sell at the ask, buy at the bid."""
+
+        def run() -> tuple[BookInfo, ...]:
+            s = self._symbol(symbol)
+            if symbol not in self._books:
+                raise _CallFailed(-1)  # no market_book_add for this symbol
+            v = s.book_volume
+            return (
+                BookInfo(self.BOOK_TYPE_SELL, s.ask, round(v), v),
+                BookInfo(self.BOOK_TYPE_BUY, s.bid, round(v), v),
+            )
+
+        return self._call("market_book_get", run)
+
     # ================================================================================================
     # positions, orders, history
     # ================================================================================================
@@ -1174,36 +1210,58 @@ class MetaTrader5Double:
         return self._call("orders_get", run)
 
     def _history_select(
-        self, items: list[Any], time_of: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        items: list[Any],
+        time_of: Any,
+        date_from: Any,
+        date_to: Any,
+        group: Any = None,
+        ticket: Any = None,
+        position: Any = None,
     ) -> list[Any]:
-        ticket, position, group = kwargs.get("ticket"), kwargs.get("position"), kwargs.get("group")
-        unknown = set(kwargs) - {"ticket", "position", "group"}
-        if unknown:
-            raise _CallFailed(-2, f'Invalid "{sorted(unknown)[0]}" argument')
         if ticket is not None:
+            if not isinstance(ticket, int) or isinstance(ticket, bool):
+                raise _CallFailed(-2, 'Invalid "ticket" argument')
             return [x for x in items if x.ticket == ticket]
         if position is not None:
+            if not isinstance(position, int) or isinstance(position, bool):
+                raise _CallFailed(-2, 'Invalid "position" argument')
             return [x for x in items if x.position_id == position]
-        if len(args) != 2:
+        if date_from is None or date_to is None:
             raise _CallFailed(-2, "Invalid number of arguments")
-        lo, hi = _seconds(args[0], "date_from") * 1000, _seconds(args[1], "date_to") * 1000
+        if group is not None and not isinstance(group, str):
+            raise _CallFailed(-2, 'Invalid "group" argument')
+        lo, hi = _seconds(date_from, "date_from") * 1000, _seconds(date_to, "date_to") * 1000
         return [x for x in items if lo <= time_of(x) <= hi and _group_match(x.symbol, group)]
 
     def history_orders_total(self, date_from: datetime | int, date_to: datetime | int) -> int | None:
         return self._call(
             "history_orders_total",
-            lambda: len(self._history_select(list(self._history_orders.values()), lambda o: o.time_setup_msc,
-                                             (date_from, date_to), {})),
-        )  # fmt: skip
+            lambda: len(
+                self._history_select(
+                    list(self._history_orders.values()), lambda o: o.time_setup_msc, date_from, date_to
+                )
+            ),
+        )
 
-    def history_orders_get(self, *args: Any, **kwargs: Any) -> tuple[TradeOrder, ...] | None:
+    def history_orders_get(
+        self,
+        date_from: datetime | int | None = None,
+        date_to: datetime | int | None = None,
+        *,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeOrder, ...] | None:
         """``(date_from, date_to, group=)``, ``(ticket=)`` or ``(position=)``, as the real function."""
 
         def run() -> tuple[TradeOrder, ...]:
             items = sorted(self._history_orders.values(), key=lambda o: o.ticket)
             return tuple(
                 self._order_tuple(o)
-                for o in self._history_select(items, lambda o: o.time_setup_msc, args, kwargs)
+                for o in self._history_select(
+                    items, lambda o: o.time_setup_msc, date_from, date_to, group, ticket, position
+                )
             )
 
         return self._call("history_orders_get", run)
@@ -1212,19 +1270,28 @@ class MetaTrader5Double:
         return self._call(
             "history_deals_total",
             lambda: len(
-                self._history_select(
-                    list(self._deals.values()), lambda d: d.time_msc, (date_from, date_to), {}
-                )
+                self._history_select(list(self._deals.values()), lambda d: d.time_msc, date_from, date_to)
             ),
         )
 
-    def history_deals_get(self, *args: Any, **kwargs: Any) -> tuple[TradeDeal, ...] | None:
+    def history_deals_get(
+        self,
+        date_from: datetime | int | None = None,
+        date_to: datetime | int | None = None,
+        *,
+        group: str | None = None,
+        ticket: int | None = None,
+        position: int | None = None,
+    ) -> tuple[TradeDeal, ...] | None:
         """``(date_from, date_to, group=)``, ``(ticket=)`` or ``(position=)``, as the real function."""
 
         def run() -> tuple[TradeDeal, ...]:
             items = sorted(self._deals.values(), key=lambda d: d.ticket)
             return tuple(
-                self._deal_tuple(d) for d in self._history_select(items, lambda d: d.time_msc, args, kwargs)
+                self._deal_tuple(d)
+                for d in self._history_select(
+                    items, lambda d: d.time_msc, date_from, date_to, group, ticket, position
+                )
             )
 
         return self._call("history_deals_get", run)
@@ -1544,6 +1611,85 @@ class MetaTrader5Double:
             return self._execute(r, plan, reason=self.ORDER_REASON_EXPERT, request_id=request_id)
 
         return self._call("order_send", run)
+
+    # -- the package's pure-Python helpers (MetaTrader5/__init__.py): Buy, Sell, Close ------------------
+    def _raw_order(
+        self,
+        order_type: int,
+        symbol: str,
+        volume: float,
+        price: float,
+        comment: str | None,
+        ticket: int | None,
+    ) -> OrderSendResult | None:
+        request: dict[str, Any] = {
+            "action": self.TRADE_ACTION_DEAL, "symbol": symbol, "volume": volume, "type": order_type,
+            "price": price, "deviation": 10,
+        }  # fmt: skip
+        if comment is not None:
+            request["comment"] = comment
+        if ticket is not None:
+            request["position"] = ticket
+        return self.order_send(request)
+
+    def _market(
+        self,
+        order_type: int,
+        symbol: str,
+        volume: float,
+        price: float | None,
+        comment: str | None,
+        ticket: int | None,
+    ) -> OrderSendResult | None:
+        if price is not None:
+            return self._raw_order(order_type, symbol, volume, price, comment, ticket)
+        result = None
+        for _ in range(10):  # re-quote with the current price, as the real helper does
+            tick = self.symbol_info_tick(symbol)
+            if tick is None:
+                return None
+            now = tick.ask if order_type == self.ORDER_TYPE_BUY else tick.bid
+            result = self._raw_order(order_type, symbol, volume, now, comment, ticket)
+            if result is None or result.retcode not in (
+                self.TRADE_RETCODE_REQUOTE,
+                self.TRADE_RETCODE_PRICE_OFF,
+            ):
+                break
+        return result
+
+    def Buy(  # capitalized like the real package's helper
+        self, symbol: str, volume: float, price: float | None = None, *, comment: str | None = None,
+        ticket: int | None = None,
+    ) -> OrderSendResult | None:  # fmt: skip
+        return self._market(self.ORDER_TYPE_BUY, symbol, volume, price, comment, ticket)
+
+    def Sell(  # capitalized like the real package's helper
+        self, symbol: str, volume: float, price: float | None = None, *, comment: str | None = None,
+        ticket: int | None = None,
+    ) -> OrderSendResult | None:  # fmt: skip
+        return self._market(self.ORDER_TYPE_SELL, symbol, volume, price, comment, ticket)
+
+    def Close(  # capitalized like the real package's helper
+        self, symbol: str, *, comment: str | None = None, ticket: int | None = None
+    ) -> bool | str | None:
+        """Close the symbol's (or one ticket's) positions: True, "Partially", False, or None on error."""
+        positions = (
+            self.positions_get(ticket=ticket) if ticket is not None else self.positions_get(symbol=symbol)
+        )
+        if positions is None:
+            return None
+        tried = done = 0
+        for p in positions:
+            tried += 1
+            closing = self.ORDER_TYPE_SELL if p.type == self.ORDER_TYPE_BUY else self.ORDER_TYPE_BUY
+            result = self._market(closing, symbol, p.volume, None, comment, p.ticket)
+            if result is None:
+                return None
+            if result.retcode == self.TRADE_RETCODE_DONE:
+                done += 1
+        if done > 0:
+            return True if done == tried else "Partially"
+        return False
 
     # ================================================================================================
     # execution
