@@ -79,6 +79,19 @@ def test_vectorized_equals_incremental(name: str, params: dict, seed: int) -> No
     assert all(np.isfinite(a[-1]) for a in out)
 
 
+def test_recursive_indicators_are_bit_identical_live_and_vectorized() -> None:
+    # the vectorized filters do the incremental arithmetic in the same order, so not even rounding differs
+    s = random_series(5000, 11, flat_every=4)
+    cases = (
+        (ind.EMA, {"period": 9, "source": "hl2"}),
+        (ind.RSI, {}),
+        (ind.ATR, {}),
+        (ind.MACD, {"source": "hlc3"}),
+    )
+    for spec, params in cases:
+        assert_indicator_consistent(spec, s, rtol=0.0, **params)
+
+
 def test_series_shorter_than_warm_up_is_all_nan() -> None:
     series = random_series(5, 3)
     for spec in ind.SPECS:
