@@ -97,6 +97,7 @@ class Faults:
     retry_after: int = 1
     lose_order_responses: int = 0  #: next N order POSTs are executed, then the connection is closed
     only_paths: tuple[str, ...] = ()  #: if set, the REST faults above hit only these paths
+    after: int = 0  #: let this many (matching) requests through before the faults above apply
     reject_ws_auth: bool = False
 
 
@@ -225,7 +226,7 @@ class ExchangeEmulator:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return self
 
     async def stop(self) -> None:
@@ -319,10 +320,12 @@ class ExchangeEmulator:
         self.add_klines(symbol, interval, keep)
         return keep
 
-    async def set_price(self, symbol: str, price: float, *, liquidity: float | None = None) -> None:
+    async def set_price(self, symbol: str, price: float, *, liquidity: float | None = None,
+                        klines: bool = True) -> None:
         """Move the market: trigger stops, fill crossed limit orders, push ticker/kline updates.
 
         ``liquidity`` caps the total quantity resting orders can fill at this price (partial fills).
+        ``klines=False`` pushes only the ticker (tests that drive klines with :meth:`push_kline`).
         """
         m = self.market(symbol)
         m.price = price
@@ -346,7 +349,7 @@ class ExchangeEmulator:
                     if qty > 0:
                         left -= qty
                         await self._fill(o, m, qty, o.price, maker=True)
-        await self._push_market(m)
+        await self._push_market(m, klines=klines)
 
     async def drop_websockets(self) -> int:
         """Close every websocket connection (public streams and the WebSocket API). Returns how many."""
@@ -394,6 +397,9 @@ class ExchangeEmulator:
     async def _rest_fault(self, path: str) -> web.StreamResponse | None:
         f = self.faults
         if f.only_paths and path not in f.only_paths:
+            return None
+        if f.after > 0:
+            f.after -= 1
             return None
         if f.timeouts > 0:
             f.timeouts -= 1
@@ -844,7 +850,7 @@ class ExchangeEmulator:
         except (ConnectionError, RuntimeError):
             self._forget(ws)
 
-    async def _push_market(self, m: Market) -> None:
+    async def _push_market(self, m: Market, *, klines: bool = True) -> None:
         now = self.now()
         lid = m.id.lower()
         ticker = self._ticker_obj(m)
@@ -861,7 +867,7 @@ class ExchangeEmulator:
         for ws in list(self._public_subs.get(f"{lid}@miniTicker", ())):
             await self._send(ws, mini)
         for stream, subs in list(self._public_subs.items()):
-            if not stream.startswith(f"{lid}@kline_") or not subs:
+            if not klines or not stream.startswith(f"{lid}@kline_") or not subs:
                 continue
             interval = stream.split("_", 1)[1]
             step = interval_ms(interval)

@@ -506,7 +506,8 @@ class CcxtBroker:
 
     # -- account ----------------------------------------------------------------------------------------
     async def _balance(self) -> dict[str, Any]:
-        return await self._call("fetch balance", lambda: self.exchange.fetch_balance())  # type: ignore[no-any-return]
+        balance: dict[str, Any] = await self._call("fetch balance", lambda: self.exchange.fetch_balance())
+        return balance
 
     def _asset_symbols(self, balance: dict[str, Any]) -> dict[str, float]:
         """{symbol: total} for every non-quote asset held that trades against the quote currency."""

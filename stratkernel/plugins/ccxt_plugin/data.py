@@ -242,10 +242,13 @@ class CcxtDataSource:
 
     async def _download(self, ex: Any, symbol: str, start: int, end: int) -> None:
         cursor = start
+
+        def fetch(since: int) -> Any:
+            return lambda: ex.fetch_ohlcv(symbol, self.timeframe, since, self.page_limit, {"until": end + self.step - 1})
+
         while cursor <= end:
-            page = await with_retries(
-                ex, f"fetch_ohlcv {symbol} since {cursor}",
-                lambda c=cursor: ex.fetch_ohlcv(symbol, self.timeframe, c, self.page_limit, {"until": end + self.step - 1}),
+            page: list[list[Any]] = await with_retries(
+                ex, f"fetch_ohlcv {symbol} since {cursor}", fetch(cursor),
                 retries=self.max_retries, backoff=Backoff(0.25, 10.0),
             )
             self.pages_fetched += 1
@@ -325,23 +328,24 @@ class CcxtDataSource:
                 await queue.put(item)
 
     async def _bars(self, ex: Any, symbol: str, queue: asyncio.Queue[Any]) -> None:
-        state: dict[str, list[Any] | int | None] = {"pending": None, "emitted": -1}
+        pending: list[Any] | None = None  # the newest candle seen: still open until a newer one appears
+        emitted = -1  # open time of the last bar yielded (a reconnect may replay older candles)
 
         def handle(candles: list[list[Any]]) -> list[Bar]:
+            nonlocal pending, emitted
             out = []
             for c in sorted(candles, key=lambda c: c[0]):
-                pending = state["pending"]
-                assert pending is None or isinstance(pending, list)
-                if pending is not None and c[0] > pending[0] and pending[0] > state["emitted"]:  # type: ignore[operator]
+                if pending is not None and c[0] > pending[0] and pending[0] > emitted:
                     # The venue started a newer bar: the pending one is closed and final.
                     try:
-                        out.append(Bar.parse(int(pending[0]), *pending[1:5], pending[5] or 0.0, symbol=symbol))
-                        state["emitted"] = int(pending[0])
+                        out.append(Bar.parse(int(pending[0]), pending[1], pending[2], pending[3], pending[4],
+                                             pending[5] or 0.0, symbol))
+                        emitted = int(pending[0])
                     except ValidationError as exc:
                         self.refused_rows += 1
                         log.warning("%s %s: refused live bar %s: %s", self.exchange_name, symbol, pending, exc)
                 if pending is None or c[0] >= pending[0]:
-                    state["pending"] = list(c)
+                    pending = list(c)
             return out
 
         await self._watch(f"watch_ohlcv {symbol}", lambda: ex.watch_ohlcv(symbol, self.timeframe), handle, queue)
