@@ -818,6 +818,13 @@ class MT5Broker:
             order.status = OrderStatus.ACCEPTED
             self._working[int(result.order)] = _Working(order, int(result.order))
             emissions.append(("order", order))
+        if order.status is OrderStatus.PARTIALLY_FILLED and "position" not in request:
+            # a market order is filled now or never: what the server did not fill is cancelled (IOC)
+            order.status = OrderStatus.CANCELLED
+            order.reason = (
+                f"partially filled: {order.filled_qty} of {order.request.qty}; the rest was cancelled"
+            )
+            emissions.append(("order", order))
         return emissions
 
     def _fill_ts(self, deal: Any) -> int:
@@ -833,12 +840,15 @@ class MT5Broker:
         order.updated_ts = fill.ts
         order.status = OrderStatus.FILLED if order.remaining <= 1e-9 else OrderStatus.PARTIALLY_FILLED
 
-    def _fills_from_deals(self, deals: list[Any], order: Order, role: str | None = None) -> list[Emission]:
-        """Fills (and the order's new state) for deals of one kernel order; deals seen before are skipped."""
+    def _fills_from_deals(
+        self, deals: list[Any], order: Order, role: str | None = None, *, replay: bool = False
+    ) -> list[Emission]:
+        """Fills (and the order's new state) for deals of one kernel order. Deals seen before are
+        skipped unless ``replay`` (after a restart: the kernel ignores fill ids it already has)."""
         emissions: list[Emission] = []
         for d in deals:
             ticket = int(d.ticket)
-            if ticket in self._seen_deals:
+            if ticket in self._seen_deals and not replay:
                 continue
             self._seen_deals.add(ticket)
             if d.entry == self.mt5.DEAL_ENTRY_IN:
@@ -877,13 +887,14 @@ class MT5Broker:
                     "MT5 order %s already at the terminal as #%s: adopted, not resent", order.id, o.ticket
                 )
                 return [("order", order)]
-        deals = [d for d in (s.call("history_deals_get", self._scan_from_s, FAR_FUTURE_S) or ())
+        since = max(0, self._scan_from_s - 7 * 86_400)  # a restart rarely takes longer than a week
+        deals = [d for d in (s.call("history_deals_get", since, FAR_FUTURE_S) or ())
                  if d.comment == comment and d.symbol == symbol]  # fmt: skip
         if deals:
             order.broker_order_id = str(deals[0].order)
             log.warning("MT5 order %s already executed as deal(s) %s: adopted, not resent",
                         order.id, [int(d.ticket) for d in deals])  # fmt: skip
-            return self._fills_from_deals(deals, order)
+            return self._fills_from_deals(deals, order, replay=True) or [("order", order)]
         return []
 
     def _close_hedged(
@@ -916,12 +927,12 @@ class MT5Broker:
                 "type": mt5.ORDER_TYPE_BUY if req.side is Side.BUY else mt5.ORDER_TYPE_SELL,
                 "type_filling": filling, "position": int(p.ticket),
             }  # fmt: skip
-            self._sent.discard(order.id)
-            step = self._check_and_send(order, request)
-            emissions.extend(step)
+            emissions.extend(self._check_and_send(order, request))
             if order.status is OrderStatus.REJECTED:
                 break
             left = round(left - part, 8)
+        if order.filled_qty > 0:
+            self._sent.add(order.id)  # something was executed: never send this id again
         return emissions
 
     async def cancel(self, order_id: str) -> None:

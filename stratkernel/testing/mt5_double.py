@@ -276,6 +276,7 @@ class _Symbol:
     visible: bool = True
     session_open: bool = True
     book_volume: float = 10.0  # lots offered at the top of the book on each side
+    liquidity: float = math.inf  # lots one market order can get: FOK refuses more, IOC fills part
     last: float = 0.0
     time_msc: int = 0
     # M1 bars: time -> [open, high, low, close, tick_volume, spread, real_volume]
@@ -733,6 +734,8 @@ class MetaTrader5Double:
 
     def sim_queue_retcode(self, retcode: int, count: int = 1) -> None:
         """The next ``count`` valid order_send calls are answered with ``retcode`` (requote, reject...)."""
+        if retcode in (self.TRADE_RETCODE_PLACED, self.TRADE_RETCODE_DONE, self.TRADE_RETCODE_DONE_PARTIAL):
+            raise ValueError("queue only refusals; for a partial fill limit the symbol's `liquidity`")
         self._queued_retcodes.extend([retcode] * count)
 
     def sim_manual_cancel(self, ticket: int) -> None:
@@ -1521,7 +1524,15 @@ class MetaTrader5Double:
         equity = self._balance + self._floating()
         if margin_after > margin_before and equity - margin_after < 0:
             raise _Refused(self.TRADE_RETCODE_NO_MONEY)
-        return {"kind": "deal", "price": price, "margin_after": margin_after, "position": target}
+        fill_volume = r.volume
+        if r.volume > s.liquidity + 1e-9:
+            if r.type_filling == self.ORDER_FILLING_FOK:
+                raise _Refused(self.TRADE_RETCODE_REJECT)  # fill or kill: not enough volume, killed
+            fill_volume = round(s.liquidity, 8)  # IOC / RETURN: what is there, the rest is cancelled
+            if fill_volume <= 0:
+                raise _Refused(self.TRADE_RETCODE_REJECT)
+        return {"kind": "deal", "price": price, "margin_after": margin_after, "position": target,
+                "volume": fill_volume}  # fmt: skip
 
     def _check_pending_price(self, s: _Symbol, otype: int, price: float, stoplimit: float) -> None:
         gap = s.trade_stops_level * s.point
@@ -1711,9 +1722,16 @@ class MetaTrader5Double:
             order = _Order(self._ticket(), r.symbol, r.type, r.volume, r.volume, plan["price"], self._now_msc,
                            r.magic, reason, self.ORDER_STATE_FILLED, r.type_time, r.type_filling,
                            sl=r.sl, tp=r.tp, comment=r.comment)  # fmt: skip
-            deal = self._fill(s, order, plan["price"], r.volume, reason=_deal_reason(reason),
+            volume = plan["volume"]
+            deal = self._fill(s, order, plan["price"], volume, reason=_deal_reason(reason),
                               position=plan["position"])  # fmt: skip
-            return OrderSendResult(done, deal.ticket, order.ticket, r.volume, deal.price, bid, ask,
+            if volume < r.volume - 1e-9:  # partly filled: the rest is cancelled
+                order.volume_current = round(r.volume - volume, 8)
+                order.state = self.ORDER_STATE_CANCELED
+                partial = self.TRADE_RETCODE_DONE_PARTIAL
+                return OrderSendResult(partial, deal.ticket, order.ticket, volume, deal.price, bid, ask,
+                                       "Request executed partially", request_id, 0, r)  # fmt: skip
+            return OrderSendResult(done, deal.ticket, order.ticket, volume, deal.price, bid, ask,
                                    _RETCODE_COMMENT[done], request_id, 0, r)  # fmt: skip
         if kind == "pending":
             order = _Order(self._ticket(), r.symbol, r.type, r.volume, r.volume, r.price, self._now_msc, r.magic,

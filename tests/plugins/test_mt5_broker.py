@@ -234,6 +234,46 @@ async def test_resubmit_after_restart_adopts_the_existing_order(
     await second.close()
 
 
+async def test_resubmit_after_restart_of_a_filled_order_replays_its_fill(
+    mt5: MetaTrader5Double, events: Recorder
+) -> None:
+    first = make_broker(config(mt5), events)
+    await first.connect()
+    await first.submit(order("restart-2"))
+    await first.close()
+    (original,) = events.fills
+    second_events = Recorder()
+    second = make_broker(config(mt5), second_events)
+    await second.connect()
+    await second.submit(order("restart-2"))
+    assert mt5.positions_total() == 1 and mt5.calls.count("order_send") == 1
+    assert [f.id for f in second_events.fills] == [original.id]  # same id: the kernel counts it once
+    assert second_events.last_status("restart-2")[0] is OrderStatus.FILLED
+    await second.close()
+
+
+async def test_partial_fill_of_a_market_order_cancels_the_rest(
+    broker: MT5Broker, mt5: MetaTrader5Double, events: Recorder
+) -> None:
+    mt5.sim_update_symbol("EURUSD", filling_mode=2, liquidity=0.15)  # IOC only; 0.15 lots available
+    await broker.submit(order("part", qty=0.2))
+    (fill,) = events.fills
+    assert fill.qty == 0.15
+    status, reason = events.last_status("part")
+    assert status is OrderStatus.CANCELLED and "partially filled: 0.15 of 0.2" in reason
+    assert mt5.positions_get()[0].volume == 0.15
+
+
+async def test_fill_or_kill_without_liquidity_is_rejected(
+    broker: MT5Broker, mt5: MetaTrader5Double, events: Recorder
+) -> None:
+    mt5.sim_update_symbol("EURUSD", liquidity=0.15)  # FOK offered and chosen first
+    await broker.submit(order("fok", qty=0.2))
+    status, reason = events.last_status("fok")
+    assert status is OrderStatus.REJECTED and reason.startswith("rejected:") and "10006" in reason
+    assert events.fills == []
+
+
 async def test_comments_fit_31_chars_and_map_back(broker: MT5Broker, mt5: MetaTrader5Double) -> None:
     long_id = "0123456789abcdef0123456789abcdef-strategy-x"
     assert len(comment_for(long_id)) <= 31 and comment_for(long_id) == comment_for(long_id)
