@@ -109,7 +109,7 @@ class ScriptPolicy(RestrictingNodeTransformer):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
         if node.decorator_list:
-            self.error(node, "decorators are not allowed in scripts")
+            self.error(node.decorator_list[0], "decorators are not allowed in scripts")
         return super().visit_FunctionDef(node)
 
     def check_import_names(self, node: ast.ImportFrom | ast.Import) -> Any:

@@ -1,0 +1,7 @@
+# expect: policy
+# line: 4
+# fork bomb attempt
+import os
+def on_bar(ctx, bar):
+    while True:
+        os.fork()

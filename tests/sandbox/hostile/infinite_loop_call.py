@@ -1,0 +1,4 @@
+# expect: limit
+def on_bar(ctx, bar):
+    while True:
+        pass

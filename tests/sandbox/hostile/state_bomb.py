@@ -1,0 +1,3 @@
+# expect: limit
+def on_bar(ctx, bar):
+    ctx.state["blob"] = "y" * 200000

@@ -1,0 +1,3 @@
+# expect: runtime
+def on_bar(ctx, bar):
+    ctx.state["fn"] = on_bar
