@@ -182,6 +182,7 @@ class MT5Config:
     magic_base: int = 20_240_000
     deviation: int = 10
     symbols: list[str] = field(default_factory=list)
+    symbol: str | None = None  # one more symbol (the kernel passes its primary symbol to data sources)
     requote_retries: int = 3
     reconnect_attempts: int = 5
     reconnect_base_delay: float = 0.5
@@ -233,6 +234,11 @@ class MT5Config:
                 raise ConfigError(name, f"must be a string, got {type(v).__name__}")
         if not isinstance(self.symbols, list) or not all(isinstance(s, str) and s for s in self.symbols):
             raise ConfigError("symbols", f"must be a list of symbol names, got {self.symbols!r}")
+        if self.symbol is not None:
+            if not isinstance(self.symbol, str) or not self.symbol:
+                raise ConfigError("symbol", f"must be a symbol name, got {self.symbol!r}")
+            if self.symbol not in self.symbols:
+                self.symbols = [*self.symbols, self.symbol]
         if self.timeframe not in TIMEFRAMES:
             raise ConfigError("timeframe", f"must be one of {', '.join(TIMEFRAMES)}, got {self.timeframe!r}")
         if self.login is not None and not self.password:

@@ -77,6 +77,17 @@ async def test_server_time_offset_gives_utc(mt5: MetaTrader5Double) -> None:
     await src.close()
 
 
+async def test_the_kernels_primary_symbol_option_is_streamed(mt5: MetaTrader5Double) -> None:
+    mt5.sim_add_symbol("GBPUSD", bid=1.25, ask=1.2502)
+    src = make_data_source({"module": mt5, "symbols": ["EURUSD"], "symbol": "GBPUSD", "poll_interval": 0.0})
+    assert src.symbols == ["EURUSD", "GBPUSD"]
+    stream = src.stream()
+    seen = {(await asyncio.wait_for(anext(stream), timeout=30)).symbol for _ in range(2)}
+    assert seen == {"EURUSD", "GBPUSD"}
+    await stream.aclose()
+    await src.close()
+
+
 async def test_unknown_symbol_is_refused_by_name(mt5: MetaTrader5Double) -> None:
     src = source(mt5)
     with pytest.raises(ValidationError, match="NOPE") as info:
