@@ -32,6 +32,7 @@ from .http_errors import install_error_handlers
 from .limits import RateLimits
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from .routes_auth import router as auth_router
+from .routes_kernel import router as kernel_router
 from .schemas import ErrorResponse, Health, Version
 from .users import UserStore
 
@@ -153,6 +154,10 @@ def create_app(
 
     app.include_router(_meta_router())
     app.include_router(auth_router, responses=ERROR_RESPONSES)
+    app.include_router(
+        kernel_router,
+        responses={**ERROR_RESPONSES, 503: {"model": ErrorResponse, "description": "kernel not running"}},
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -88,13 +88,13 @@ class Api:
 async def api_factory(tmp_path: Path) -> AsyncIterator[Any]:
     made: list[Api] = []
 
-    async def make(**overrides: Any) -> Api:
+    async def make(*, service: Any = None, **overrides: Any) -> Api:
         config = make_config(tmp_path, **overrides)
         store = UserStore(config.db_path, password_hasher=FAST_HASHER)
         await store.open()
         if await store.count_users() == 0:
             await seed_users(store)
-        app = create_app(config, user_store=store)
+        app = create_app(config, user_store=store, service=service)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
         api = Api(app, client, store, config)
         made.append(api)
