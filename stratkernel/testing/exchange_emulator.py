@@ -74,10 +74,6 @@ def _fmt(value: float) -> str:
     return f"{value:.8f}"
 
 
-def _decimals(step: float) -> int:
-    return max(0, -Decimal(repr(step)).normalize().as_tuple().exponent)  # type: ignore[operator]
-
-
 class BinanceError(Exception):
     def __init__(self, code: int, msg: str, http_status: int = 400) -> None:
         super().__init__(msg)
@@ -139,6 +135,8 @@ class EmuOrder:
     working: bool = True
     locked_asset: str = ""
     locked: float = 0.0
+    list_id: int = -1  # an OCO order list this order belongs to
+    sibling: int = 0  # the other leg of the OCO
 
     @property
     def remaining(self) -> float:
@@ -211,6 +209,8 @@ class ExchangeEmulator:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._now_override: int | None = None
+        self._list_ids = itertools.count(1)
+        self._list_locks: dict[int, tuple[str, float]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> ExchangeEmulator:
@@ -341,7 +341,7 @@ class ExchangeEmulator:
                         continue
                 else:
                     continue
-            if o.type in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and left > 0:
+            if o.type in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and left > 0:
                 crossed = price <= o.price if o.side == "BUY" else price >= o.price
                 if crossed:
                     qty = min(o.remaining, left)
@@ -428,6 +428,7 @@ class ExchangeEmulator:
                 "status": self.system_status, "msg": "normal" if self.system_status == 0 else "system maintenance"}),
             ("GET", "/api/v3/account"): (True, self._account),
             ("POST", "/api/v3/order"): (True, self._post_order),
+            ("POST", "/api/v3/orderList/oco"): (True, self._post_oco),
             ("GET", "/api/v3/order"): (True, self._get_order),
             ("DELETE", "/api/v3/order"): (True, self._delete_order),
             ("GET", "/api/v3/openOrders"): (True, self._open_orders),
@@ -651,6 +652,64 @@ class ExchangeEmulator:
                           "commissionAsset": t.commission_asset, "tradeId": t.trade_id} for t in fills]
         return resp
 
+    async def _post_oco(self, params: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/orderList/oco: two legs (above/below the price), one lock, one-cancels-other."""
+        self.stats.order_posts += 1
+        if not self.can_trade:
+            raise BinanceError(-2010, "This action is disabled on this account.")
+        m = self._market_param(params)
+        side = params.get("side", "")
+        if side not in ("BUY", "SELL"):
+            raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+        qty = self._num(params, "quantity")
+        if qty < m.min_qty or qty > m.max_qty or not self._on_step(qty, m.qty_step):
+            raise BinanceError(-1013, "Filter failure: LOT_SIZE")
+        legs = []
+        for pos in ("above", "below"):
+            otype = params.get(f"{pos}Type", "")
+            if otype not in ("LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"):
+                raise BinanceError(-1116, f"Invalid {pos}Type.")
+            price = self._num(params, f"{pos}Price", required=otype.endswith(("LIMIT", "LIMIT_MAKER")))
+            stop = self._num(params, f"{pos}StopPrice", required=otype.startswith(("STOP", "TAKE")))
+            for p in (price, stop):
+                if p and not self._on_step(p, m.price_tick):
+                    raise BinanceError(-1013, "Filter failure: PRICE_FILTER")
+            if (price or stop) * qty < m.min_notional:
+                raise BinanceError(-1013, "Filter failure: NOTIONAL")
+            level = stop or price
+            if (pos == "above") != (level > m.price):
+                raise BinanceError(-2010, "The relationship of the prices for the orders is not correct.")
+            cid = params.get(f"{pos}ClientOrderId") or f"emu{next(self._order_ids)}"
+            if any(o.client_id == cid and o.is_open for o in self.orders.values()):
+                raise BinanceError(-2010, "Duplicate order sent.")
+            legs.append((otype, price, stop, cid))
+        if side == "BUY":
+            asset, need = m.quote, qty * max(p or s for _, p, s, _ in legs)
+        else:
+            asset, need = m.base, qty
+        if self.free.get(asset, 0.0) + 1e-12 < need:
+            raise BinanceError(-2010, "Account has insufficient balance for requested action.")
+        self.free[asset] -= need
+        self.locked[asset] = self.locked.get(asset, 0.0) + need
+        list_id = next(self._list_ids)
+        self._list_locks[list_id] = (asset, need)
+        now = self.now()
+        made = []
+        for otype, price, stop, cid in legs:
+            made.append(EmuOrder(next(self._order_ids), cid, m.id, side, otype, qty, price, stop, "GTC", now,
+                                 updated=now, working=otype == "LIMIT_MAKER", list_id=list_id))
+        made[0].sibling, made[1].sibling = made[1].order_id, made[0].order_id
+        for o in made:
+            self.orders[o.order_id] = o
+            await self._push_execution(o, "NEW")
+        return {
+            "orderListId": list_id, "contingencyType": "OCO", "listStatusType": "EXEC_STARTED",
+            "listOrderStatus": "EXECUTING", "listClientOrderId": params.get("listClientOrderId") or f"list{list_id}",
+            "transactionTime": now, "symbol": m.id,
+            "orders": [{"symbol": m.id, "orderId": o.order_id, "clientOrderId": o.client_id} for o in made],
+            "orderReports": [self._order_json(o) for o in made],
+        }
+
     @staticmethod
     def _triggered(o: EmuOrder, price: float) -> bool:
         # Binance spot: a SELL STOP_LOSS triggers when the price falls to stopPrice, a SELL TAKE_PROFIT when
@@ -664,6 +723,17 @@ class ExchangeEmulator:
 
     async def _fill(self, o: EmuOrder, m: Market, qty: float, price: float, *, maker: bool) -> Trade:
         now = self.now()
+        if o.list_id >= 0:
+            # One-cancels-other: the first execution of a leg expires the other leg, and the balance the
+            # list had locked moves to the executing leg.
+            other = self.orders.get(o.sibling)
+            if other is not None and other.is_open:
+                other.status = "EXPIRED"
+                other.updated = now
+                await self._push_execution(other, "EXPIRED")
+            lock = self._list_locks.pop(o.list_id, None)
+            if lock is not None:
+                o.locked_asset, o.locked = lock
         quote_amt = qty * price
         if o.side == "BUY":
             spend_asset, spend, get_asset, get = m.quote, quote_amt, m.base, qty
@@ -716,13 +786,23 @@ class ExchangeEmulator:
             raise
         if not o.is_open:
             raise BinanceError(-2011, "Unknown order sent.")
-        o.status = "CANCELED"
-        o.updated = self.now()
-        if o.locked:
-            self.locked[o.locked_asset] -= o.locked
-            self.free[o.locked_asset] = self.free.get(o.locked_asset, 0.0) + o.locked
-            o.locked = 0.0
-        await self._push_execution(o, "CANCELED")
+        legs = [o]
+        if o.list_id >= 0:  # cancelling one leg of an OCO cancels the whole list, as on Binance
+            other = self.orders.get(o.sibling)
+            if other is not None and other.is_open:
+                legs.append(other)
+            lock = self._list_locks.pop(o.list_id, None)
+            if lock is not None:
+                self.locked[lock[0]] -= lock[1]
+                self.free[lock[0]] = self.free.get(lock[0], 0.0) + lock[1]
+        for leg in legs:
+            leg.status = "CANCELED"
+            leg.updated = self.now()
+            if leg.locked:
+                self.locked[leg.locked_asset] -= leg.locked
+                self.free[leg.locked_asset] = self.free.get(leg.locked_asset, 0.0) + leg.locked
+                leg.locked = 0.0
+            await self._push_execution(leg, "CANCELED")
         out = self._order_json(o)
         out["origClientOrderId"] = o.client_id
         out["clientOrderId"] = f"cancel{o.order_id}"
@@ -757,7 +837,7 @@ class ExchangeEmulator:
 
     def _order_json(self, o: EmuOrder) -> dict[str, Any]:
         return {
-            "symbol": o.symbol_id, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
+            "symbol": o.symbol_id, "orderId": o.order_id, "orderListId": o.list_id, "clientOrderId": o.client_id,
             "price": _fmt(o.price), "origQty": _fmt(o.qty), "executedQty": _fmt(o.executed),
             "cummulativeQuoteQty": _fmt(o.quote_executed), "status": o.status, "timeInForce": o.time_in_force,
             "type": o.type, "side": o.side, "stopPrice": _fmt(o.stop_price), "icebergQty": "0.00000000",
@@ -916,7 +996,7 @@ class ExchangeEmulator:
         ev = {
             "e": "executionReport", "E": now, "s": o.symbol_id, "c": o.client_id, "S": o.side, "o": o.type,
             "f": o.time_in_force, "q": _fmt(o.qty), "p": _fmt(o.price), "P": _fmt(o.stop_price), "F": "0.00000000",
-            "g": -1, "C": o.client_id if exec_type == "CANCELED" else "", "x": exec_type, "X": o.status, "r": "NONE",
+            "g": o.list_id, "C": o.client_id if exec_type == "CANCELED" else "", "x": exec_type, "X": o.status, "r": "NONE",
             "i": o.order_id, "l": _fmt(trade.qty if trade else 0.0), "z": _fmt(o.executed),
             "L": _fmt(trade.price if trade else 0.0), "n": _fmt(trade.commission if trade else 0.0),
             "N": trade.commission_asset if trade else None, "T": trade.time if trade else now,

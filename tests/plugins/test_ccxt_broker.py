@@ -451,3 +451,90 @@ async def test_open_orders_includes_orders_placed_elsewhere(emu: ExchangeEmulato
     [o] = await b.open_orders()
     assert (o.id, o.symbol, o.request.qty, o.request.limit_price, o.request.source) == (
         "manual-1", "ETH/USDT", 0.5, 900.0, "venue")
+
+
+# -- brackets (stop-loss / take-profit) -----------------------------------------------------------------
+def bracket_entry(oid: str, qty: float = 0.1, sl: float | None = 19_000.0, tp: float | None = 21_000.0) -> Order:
+    return Order(oid, OrderRequest(SYM, Side.BUY, qty, stop_loss=sl, take_profit=tp, strategy="s1"))
+
+
+async def test_bracket_is_an_oco_at_the_venue_and_the_stop_cancels_the_target(
+        emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    await b.submit(bracket_entry("e1"))
+    sl, tp = emu.order_by_client_id(venue_client_id("e1.sl")), emu.order_by_client_id(venue_client_id("e1.tp"))
+    assert sl is not None and tp is not None
+    assert (sl.type, sl.stop_price, tp.type, tp.price) == ("STOP_LOSS", 19_000.0, "LIMIT_MAKER", 21_000.0)
+    assert sl.list_id == tp.list_id >= 0 and sl.qty == tp.qty == 0.1
+    assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.1))  # locked once, by the list
+    leg_sl, leg_tp = b.order("e1.sl"), b.order("e1.tp")
+    assert leg_sl is not None and leg_tp is not None
+    assert (leg_sl.parent_id, leg_sl.role, leg_tp.role) == ("e1", "stop_loss", "take_profit")
+    assert leg_sl.status is leg_tp.status is OrderStatus.ACCEPTED
+    await emu.set_price(SYM, 18_900.0)
+    await until(lambda: leg_sl.status is OrderStatus.FILLED and leg_tp.status is OrderStatus.CANCELLED)
+    assert "one-cancels-other" in leg_tp.reason
+    assert [(f.role, f.side, f.price) for f in rec.fills] == [("entry", Side.BUY, 20_000.0),
+                                                               ("stop_loss", Side.SELL, 18_900.0)]
+    assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.0))
+
+
+async def test_bracket_target_fill_cancels_the_stop(emu: ExchangeEmulator,
+                                                    broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    await b.submit(bracket_entry("e2"))
+    await emu.set_price(SYM, 21_050.0)
+    leg_sl, leg_tp = b.order("e2.sl"), b.order("e2.tp")
+    assert leg_sl is not None and leg_tp is not None
+    await until(lambda: leg_tp.status is OrderStatus.FILLED and leg_sl.status is OrderStatus.CANCELLED)
+    assert rec.fills[-1].role == "take_profit" and rec.fills[-1].price == 21_000.0
+    assert emu.balance("USDT")[0] == pytest.approx(10_000.0 - 2_000.0 + 2_100.0)
+
+
+async def test_stop_only_bracket_and_fees_in_base_asset(emu: ExchangeEmulator) -> None:
+    emu.fee_rate = 0.001  # Binance charges a buy's fee in the coin bought
+    b, rec = await make_broker(emu)
+    try:
+        await b.submit(bracket_entry("e3", tp=None))
+        sl = emu.order_by_client_id(venue_client_id("e3.sl"))
+        assert sl is not None and sl.type == "STOP_LOSS" and sl.list_id == -1
+        assert sl.qty == pytest.approx(0.0999)  # what is actually held: 0.1 minus the 0.0001 fee
+        assert emu.order_by_client_id(venue_client_id("e3.tp")) is None
+        assert rec.fills[0].fee == pytest.approx(0.0001 * 20_000.0)  # reported in the quote currency
+    finally:
+        await b.close()
+
+
+async def test_close_releases_the_protective_legs_first(emu: ExchangeEmulator,
+                                                        broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    await b.submit(bracket_entry("e4"))
+    close = Order("c4", OrderRequest(SYM, Side.SELL, 0.1, reduce_only=True, strategy="s1"), role="close")
+    await b.submit(close)
+    assert close.status is OrderStatus.FILLED
+    leg_sl, leg_tp = b.order("e4.sl"), b.order("e4.tp")
+    assert leg_sl is not None and leg_tp is not None
+    await until(lambda: leg_sl.status is OrderStatus.CANCELLED and leg_tp.status is OrderStatus.CANCELLED)
+    assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.0))
+    assert [f.role for f in rec.fills] == ["entry", "close"]
+
+
+async def test_restart_does_not_place_a_bracket_twice(emu: ExchangeEmulator) -> None:
+    b, _ = await make_broker(emu)
+    entry = bracket_entry("e5")
+    await b.submit(entry)
+    await b.close()
+    posts = emu.stats.order_posts
+    b2, rec2 = await make_broker(emu)
+    try:
+        restored = bracket_entry("e5")
+        restored.status, restored.broker_order_id = OrderStatus.ACCEPTED, entry.broker_order_id
+        await b2.reconcile([restored])
+        assert restored.status is OrderStatus.FILLED
+        assert emu.stats.order_posts == posts  # the OCO from before the restart was found and adopted
+        leg = b2.order("e5.sl")
+        assert leg is not None and leg.status is OrderStatus.ACCEPTED
+        # the entry's venue trade is reported again (same id: the kernel ignores it); no leg executed
+        assert [(f.role, f.id) for f in rec2.fills] == [("entry", f"binance:{SYM}:{emu.trades[0].trade_id}")]
+    finally:
+        await b2.close()

@@ -119,6 +119,8 @@ class CcxtBroker:
         self._locks: dict[str, asyncio.Lock] = {}
         self._seen_trades: set[str] = set()
         self._orders_with_fills: set[str] = set()  # kernel ids whose venue trades were read in this process
+        self._bracketed: set[str] = set()  # entries whose protective legs were placed (or found) here
+        self._base_fees: dict[str, float] = {}  # entry id -> fees charged in the base asset (not held)
         self._avg_price: dict[str, tuple[float, float]] = {}  # symbol -> (qty, avg) from fills seen here
         self._last_price: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -265,6 +267,8 @@ class CcxtBroker:
             if order.broker_order_id or (known is not None and not order.status.is_open):
                 return  # already at the venue (or finished): sending again would double it
             req = order.request
+            if req.reduce_only and order.role not in ("stop_loss", "take_profit"):
+                await self._release_protection(req)
             try:
                 await self._check_precision(req)
             except OrderRejectedError as exc:
@@ -303,6 +307,20 @@ class CcxtBroker:
             f"submit {order.id}: venue unreachable after {self.max_retries + 1} attempts; the order stays PENDING "
             "and is resolved by client id when the venue answers again"
         )
+
+    async def _release_protection(self, req: OrderRequest) -> None:
+        """Cancel the strategy's protective legs on ``req.symbol`` before a closing order.
+
+        On spot the legs hold the coins locked; a close could not be filled while they stand, and once
+        the position is closed there is nothing left for them to protect.
+        """
+        for leg in list(self._orders.values()):
+            if (leg.status.is_open and leg.role in ("stop_loss", "take_profit") and leg.symbol == req.symbol
+                    and leg.request.strategy == req.strategy):
+                try:
+                    await self.cancel(leg.id)
+                except BrokerError as exc:  # the OCO sibling went with the first cancel, or it just executed
+                    log.info("releasing %s before a close: %s", leg.id, exc)
 
     async def _wait_after(self, exc: Exception, backoff: Backoff, what: str, attempt: int) -> None:
         delay = backoff.next_delay()
@@ -343,6 +361,10 @@ class CcxtBroker:
             order.broker_order_id = str(venue["id"])
         if filled > order.filled_qty + 1e-12 or (filled > 0 and not self._has_fills_for(order)):
             await self._report_fills(order)
+        if status is OrderStatus.EXPIRED and order.role in ("stop_loss", "take_profit") and order.parent_id:
+            # Binance expires the other leg of an OCO when one executes: for the kernel that is a cancel.
+            status = OrderStatus.CANCELLED
+            order.reason = order.reason or "one-cancels-other: the other leg executed"
         changed = status is not order.status or abs(filled - order.filled_qty) > 1e-12
         if filled > 0:
             order.filled_qty = filled
@@ -353,6 +375,124 @@ class CcxtBroker:
             if status is OrderStatus.REJECTED and not order.reason:
                 order.reason = "rejected by the venue"
             self.events.on_order_update(order)
+        if self._needs_bracket(order):
+            await self._place_bracket(order)
+
+    # -- brackets -----------------------------------------------------------------------------------------
+    def _needs_bracket(self, order: Order) -> bool:
+        req = order.request
+        return (
+            order.role == "entry"
+            and (req.stop_loss is not None or req.take_profit is not None)
+            and order.filled_qty > 0
+            and not order.status.is_open  # protect the final quantity once the entry is done
+            and order.id not in self._bracketed
+        )
+
+    def _leg(self, entry: Order, role: str, qty: float) -> Order:
+        req = entry.request
+        if role == "stop_loss":
+            assert req.stop_loss is not None
+            stop = float(self.exchange.price_to_precision(req.symbol, req.stop_loss))
+            leg_req = OrderRequest(req.symbol, req.side.opposite, qty, OrderType.STOP, stop_price=stop,
+                                   reduce_only=True, strategy=req.strategy, source=req.source)
+            suffix = "sl"
+        else:
+            assert req.take_profit is not None
+            limit = float(self.exchange.price_to_precision(req.symbol, req.take_profit))
+            leg_req = OrderRequest(req.symbol, req.side.opposite, qty, OrderType.LIMIT, limit_price=limit,
+                                   reduce_only=True, strategy=req.strategy, source=req.source)
+            suffix = "tp"
+        now = int(time.time() * 1000)
+        return Order(f"{entry.id}.{suffix}", leg_req, OrderStatus.PENDING, created_ts=now, updated_ts=now,
+                     parent_id=entry.id, role=role)
+
+    async def _place_bracket(self, entry: Order) -> None:
+        """Protect a filled entry at the venue: its stop-loss and take-profit as native orders.
+
+        Both legs together go out as one OCO order list (Binance ``orderList/oco``): on spot a second,
+        separate sell of the same coins would be refused for insufficient balance, and OCO makes the
+        venue cancel the other leg when one executes. Leg ids are ``<entry id>.sl`` / ``.tp``, so a
+        restarted broker finds legs it placed before instead of placing them twice.
+        """
+        self._bracketed.add(entry.id)
+        req = entry.request
+        fee_in_base = self._base_fees.get(entry.id, 0.0)
+        qty = float(self.exchange.amount_to_precision(req.symbol, max(entry.filled_qty - fee_in_base, 0.0)))
+        roles = [r for r, p in (("stop_loss", req.stop_loss), ("take_profit", req.take_profit)) if p is not None]
+        legs = [self._leg(entry, role, qty) for role in roles]
+        for leg in legs:
+            self._orders[venue_client_id(leg.id)] = leg
+        # After a restart the legs may already be at the venue: adopt them, never place them twice.
+        found = []
+        for leg in legs:
+            try:
+                found.append(await self._adopt_by_client_id(leg, venue_client_id(leg.id)))
+            except ccxt.NetworkError:
+                found.append(False)
+        if all(found):
+            return
+        spec = self.symbol_spec(req.symbol)
+        if spec is not None and qty < spec.min_qty:
+            for leg in legs:
+                self._reject(leg, "invalid_order", f"filled quantity {qty} is below the venue minimum {spec.min_qty}: "
+                             "the entry cannot be protected at the venue")
+            return
+        try:
+            if len(legs) == 2:
+                await self._submit_oco(entry, legs)
+            else:
+                await self.submit(legs[0])
+        except (OrderRejectedError, BrokerConnectionError) as exc:
+            log.error("bracket of %s could not be placed: %s", entry.id, exc)
+
+    async def _submit_oco(self, entry: Order, legs: list[Order]) -> None:
+        sl, tp = legs
+        if not self.cfg["exchange"].startswith("binance"):
+            # Without an OCO the two sells would lock the same coins twice; protect with the stop alone.
+            self._reject(tp, "unsupported", f"take-profit with stop-loss needs an OCO order list, which this broker "
+                         f"implements for Binance only, not {self.cfg['exchange']}; only the stop-loss was placed")
+            await self.submit(sl)
+            return
+        market = self.exchange.market(entry.symbol)
+        sl_cid, tp_cid = venue_client_id(sl.id), venue_client_id(tp.id)
+        stop_leg: dict[str, Any] = {"Type": "STOP_LOSS", "StopPrice": self.exchange.price_to_precision(
+            entry.symbol, sl.request.stop_price), "ClientOrderId": sl_cid}
+        limit_leg: dict[str, Any] = {"Type": "LIMIT_MAKER", "Price": self.exchange.price_to_precision(
+            entry.symbol, tp.request.limit_price), "ClientOrderId": tp_cid}
+        # A sell bracket (protecting a long) has the take-profit above the price and the stop below.
+        above, below = (limit_leg, stop_leg) if sl.side is Side.SELL else (stop_leg, limit_leg)
+        params: dict[str, Any] = {
+            "symbol": market["id"], "side": sl.side.value.upper(),
+            "quantity": self.exchange.amount_to_precision(entry.symbol, sl.request.qty),
+            "listClientOrderId": venue_client_id(f"{entry.id}.oco"), "newOrderRespType": "FULL",
+        }
+        params.update({f"above{k}": v for k, v in above.items()})
+        params.update({f"below{k}": v for k, v in below.items()})
+        backoff = self._backoff()
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await self.exchange.privatePostOrderListOco(params)
+            except ccxt.NetworkError as exc:
+                await self._wait_after(exc, backoff, f"oco {entry.id}", attempt)
+                try:  # did it get through? then adopt the legs
+                    if await self._adopt_by_client_id(sl, sl_cid):
+                        await self._adopt_by_client_id(tp, tp_cid)
+                        return
+                except ccxt.NetworkError:
+                    continue
+                continue
+            except ccxt.ExchangeError as exc:
+                for leg in legs:
+                    self._reject(leg, reject_code(exc), str(exc))
+                raise OrderRejectedError(reject_code(exc), f"bracket of {entry.id}: {exc}") from None
+            for report in response.get("orderReports") or []:
+                parsed = self.exchange.parse_order(report, market)
+                leg = sl if parsed.get("clientOrderId") == sl_cid else tp
+                async with self._lock(venue_client_id(leg.id)):
+                    await self._apply(leg, parsed, locked=True)
+            return
+        raise BrokerConnectionError(f"bracket of {entry.id}: venue unreachable; legs stay PENDING until found")
 
     def _has_fills_for(self, order: Order) -> bool:
         return order.id in self._orders_with_fills
@@ -377,6 +517,7 @@ class CcxtBroker:
             fee_cost = float(fee.get("cost") or 0.0)
             market = self.exchange.markets.get(order.symbol, {})
             if fee_cost and fee.get("currency") == market.get("base"):
+                self._base_fees[order.id] = self._base_fees.get(order.id, 0.0) + fee_cost
                 fee_cost *= price  # report fees in the quote currency, like the rest of the account
             self._track_avg(order.symbol, order.side, qty, price)
             self._last_price[order.symbol] = price
