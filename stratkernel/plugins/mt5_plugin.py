@@ -302,12 +302,25 @@ class _Session:
         return (int(err[0]), str(err[1])) if err else (0, "unknown error")
 
     def ensure(self, cfg: MT5Config) -> None:
-        """initialize (+ login) once; later users with credentials must agree with the first."""
-        if self.cfg is None or (cfg.login is not None and self.cfg.login is None):
+        """initialize (+ login) once. One terminal holds one account: a second user naming another
+        login is refused; one naming a login when the first attached without one logs in now."""
+        current = self.cfg
+        if current is not None and cfg.login is not None and current.login not in (None, cfg.login):
+            raise ConfigError(
+                "login",
+                f"this terminal is already used with login {current.login}; one MetaTrader 5 terminal "
+                f"trades one account (run a second terminal for login {cfg.login})",
+            )
+        upgrade = current is not None and current.login is None and cfg.login is not None
+        if current is None or upgrade:
             self.cfg = cfg
-        if self.initialized:
-            return
-        self._initialize(self.cfg)
+        if not self.initialized:
+            self._initialize(self.cfg or cfg)
+        elif upgrade and not self.mt5.login(
+            cfg.login, password=cfg.password or "", server=cfg.server or None
+        ):
+            code, text = self.last_error()
+            raise BrokerError(f"MetaTrader 5 refused login {cfg.login}: {text} ({code})")
 
     def _initialize(self, cfg: MT5Config) -> None:
         kwargs: dict[str, Any] = {"timeout": cfg.timeout_ms}
@@ -985,9 +998,9 @@ class MT5Broker:
         deals = s.need("history_deals_get", max(0, self._scan_from_s - 86_400), FAR_FUTURE_S)
         working_by_ticket = dict(self._working)
         for d in sorted(deals, key=lambda d: int(d.ticket)):
+            self._scan_from_s = max(self._scan_from_s, int(d.time))  # the next look starts a day before
             if int(d.ticket) in self._seen_deals or d.type not in (mt5.DEAL_TYPE_BUY, mt5.DEAL_TYPE_SELL):
                 continue
-            self._scan_from_s = max(self._scan_from_s, int(d.time))
             working = working_by_ticket.get(int(d.order))
             if working is not None:
                 emissions.extend(self._fills_from_deals([d], working.order))

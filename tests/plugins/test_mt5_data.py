@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stratkernel.core.data import BarSeries
-from stratkernel.core.errors import ValidationError
+from stratkernel.core.errors import ConfigError, ValidationError
 from stratkernel.core.model import Bar, Quote
 from stratkernel.core.plugins import load_plugins
 from stratkernel.plugins import mt5_plugin
@@ -142,6 +142,27 @@ async def test_broker_and_data_source_share_one_terminal_session(mt5: MetaTrader
     assert (await broker.account()).cash == 10_000.0
     await broker.close()
     assert mt5.calls[-1] == "shutdown" and mt5.calls.count("initialize") == 1
+
+
+async def test_a_broker_with_a_login_logs_in_a_terminal_the_data_source_attached_to(
+    mt5: MetaTrader5Double,
+) -> None:
+    class Events:
+        def on_order_update(self, order: Any) -> None: ...
+        def on_fill(self, fill: Any) -> None: ...
+
+    src = source(mt5)  # attaches without credentials
+    await src.history("EURUSD")
+    creds = {"login": 5001234, "password": "demo-password", "server": "Stratkernel-Demo"}
+    broker = make_broker({"module": mt5, "poll_interval": 0.0, **creds}, Events())
+    await broker.connect()
+    assert "login" in mt5.calls
+    other = make_broker({"module": mt5, "poll_interval": 0.0, **creds, "login": 777}, Events())
+    with pytest.raises(ConfigError, match="one MetaTrader 5 terminal trades one account"):
+        await other.connect()
+    await other.close()
+    await broker.close()
+    await src.close()
 
 
 def test_plugin_registers_broker_and_data_source() -> None:
