@@ -125,7 +125,7 @@ OrderSendResult = namedtuple(
     "retcode deal order volume price bid ask comment request_id retcode_external request",
 )
 
-BookInfo = namedtuple("BookInfo", "type price volume volume_real")
+BookInfo = namedtuple("BookInfo", "type price volume volume_dbl")
 
 RATES_DTYPE = np.dtype(
     [

@@ -179,6 +179,27 @@ def test_named_tuples_use_names_the_real_module_defines(wheel: zipfile.ZipFile) 
         assert field in strings and field in ours
 
 
+def test_field_order_matches_the_binary(wheel: zipfile.ZipFile) -> None:
+    """The .pyd stores each field name once, in the order the C code first uses it: type by type, field
+    by field (TradePosition first, BookInfo last, then the rates dtype). So the double's field lists,
+    concatenated in that type order with repeats dropped, must give exactly the binary's sequence."""
+    binary = _member(wheel, r"MetaTrader5/_core\..*\.pyd")
+    block = binary[binary.index(b"\x00ticket\x00") : binary.index(b"Internal error")]
+    names: list[str] = []
+    for raw in block.split(b"\x00"):
+        token = raw.decode("ascii", "replace")
+        if re.fullmatch(r"[a-z_][a-z0-9_]*", token) and token not in names:
+            names.append(token)
+    ours: list[str] = []
+    type_order = ("TradePosition", "TradeOrder", "TradeDeal", "TradeRequest", "OrderSendResult",
+                  "OrderCheckResult", "Tick", "TerminalInfo", "SymbolInfo", "AccountInfo", "BookInfo")  # fmt: skip
+    fields = [f for t in type_order for f in getattr(mt5_double, t)._fields]
+    for f in [*fields, *(mt5_double.RATES_DTYPE.names or ())]:
+        if f not in ours:
+            ours.append(f)
+    assert ours == names
+
+
 def test_result_shapes_are_what_callers_unpack() -> None:
     m = MetaTrader5Double()
     m.sim_add_symbol("EURUSD", bid=1.1, ask=1.1002)
