@@ -30,7 +30,8 @@ plays the market, the broker and the person at the terminal::
 
 Known simplifications (documented in docs/mt5.md): one account currency, profit = price difference x
 tick value / tick size, margin = volume x contract size x price / leverage (x margin rate for CFDs),
-no hedged-margin relief, no commissions or swaps, no market depth (``market_book_*``).
+no hedged-margin relief, no commissions, swaps or stop-outs, a one-level order book
+(``market_book_get``), M1 bars built from the ticks a test sets (or loads) and aggregated upwards.
 """
 
 from __future__ import annotations
