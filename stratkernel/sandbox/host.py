@@ -141,6 +141,7 @@ class ScriptHost:
         self._last_rss_check = 0.0
         self._peak_rss_mb = 0.0
         self._last_snapshot: Any = None
+        self._loaded = False
 
     # ---- lifecycle ----------------------------------------------------------------------------------
 
@@ -153,10 +154,11 @@ class ScriptHost:
 
         Raises ``StrategyError`` (kind load, policy or limit); the worker is gone afterwards.
         """
-        if self._proc is not None:
+        if self._loaded:
             raise StrategyError(
                 "load", "this host was already loaded; create a new ScriptHost", strategy=self.name
             )
+        self._loaded = True
         try:
             # The policy check runs in the kernel too, so a refusal is reported even if no worker starts.
             compile_script(self.source, self.filename)
