@@ -26,10 +26,13 @@ Faults are injected through :attr:`faults` (:class:`Faults`): the next N REST re
 answer 5xx or 429 with ``Retry-After``; the next order POST is accepted but its response is lost (the
 connection is closed); websockets are dropped.
 
+Order events reach clients both ways Binance offers: the WebSocket API's
+``userDataStream.subscribe.signature`` (what ccxt 4.5 uses for spot ``watch_orders``) and the legacy
+listenKey stream (``POST /api/v3/userDataStream``, then ``/ws/<listenKey>``).
+
 Simplifications (documented, not hidden): commissions are charged at ``fee_rate`` in the asset received;
-there is no order book depth (the spread is ``spread`` around the price); OCO/order lists, margin,
-futures and the legacy listenKey user stream are not implemented (ccxt 4.5 watches spot orders through
-the WebSocket API's ``userDataStream.subscribe.signature``, which is).
+there is no order book depth (the spread is ``spread`` around the price); OCO is the only order list
+type; margin and futures are not implemented.
 """
 
 from __future__ import annotations
@@ -211,6 +214,8 @@ class ExchangeEmulator:
         self._now_override: int | None = None
         self._list_ids = itertools.count(1)
         self._list_locks: dict[int, tuple[str, float]] = {}
+        self._listen_keys: set[str] = set()
+        self._listen_key_sockets: set[web.WebSocketResponse] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> ExchangeEmulator:
@@ -375,6 +380,8 @@ class ExchangeEmulator:
         params: dict[str, str] = dict(urllib.parse.parse_qsl(request.query_string, keep_blank_values=True))
         params.update(urllib.parse.parse_qsl(body, keep_blank_values=True))
         try:
+            if path == "/api/v3/userDataStream" and request.method in ("POST", "PUT", "DELETE"):
+                return web.json_response(self._user_data_stream(request))
             handler = self._routes().get((request.method, path))
             if handler is None:
                 raise BinanceError(-1000, f"emulator does not implement {request.method} {path}", 404)
@@ -847,6 +854,11 @@ class ExchangeEmulator:
 
     # -- websockets ---------------------------------------------------------------------------------
     async def _public_ws(self, request: web.Request) -> web.WebSocketResponse:
+        stream = request.match_info.get("stream", "")
+        if stream in self._listen_keys or stream.startswith("lk"):
+            if stream not in self._listen_keys:
+                raise web.HTTPBadRequest(text='{"code":-1125,"msg":"This listenKey does not exist."}')
+            return await self._listen_key_ws(request, stream)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)
@@ -915,8 +927,38 @@ class ExchangeEmulator:
             raise BinanceError(-1022, "Signature for this request is not valid.")
         self._check_timestamp(params)
 
+    async def _listen_key_ws(self, request: web.Request, key: str) -> web.WebSocketResponse:
+        """The legacy user data stream ``/ws/<listenKey>``: raw executionReport events, no requests."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        self._listen_key_sockets.add(ws)
+        self.stats.ws_connections += 1
+        try:
+            async for _msg in ws:
+                pass  # the stream is one-way; whatever the client sends is ignored, as Binance does
+        finally:
+            self._forget(ws)
+        return ws
+
+    def _user_data_stream(self, request: web.Request) -> dict[str, Any]:
+        """POST/PUT/DELETE /api/v3/userDataStream: API key header only, no signature (as on Binance)."""
+        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+            raise BinanceError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        if request.method == "POST":
+            key = "lk" + hashlib.sha256(f"{self.api_key}{next(self._sub_ids)}".encode()).hexdigest()[:58]
+            self._listen_keys.add(key)
+            return {"listenKey": key}
+        key = request.query.get("listenKey", "")
+        if key not in self._listen_keys:
+            raise BinanceError(-1125, "This listenKey does not exist.")
+        if request.method == "DELETE":
+            self._listen_keys.discard(key)
+        return {}
+
     def _forget(self, ws: web.WebSocketResponse) -> None:
         self._sockets.discard(ws)
+        self._listen_key_sockets.discard(ws)
         for subs in self._public_subs.values():
             subs.discard(ws)
         self._user_subs = [s for s in self._user_subs if s.ws is not ws]
@@ -990,7 +1032,7 @@ class ExchangeEmulator:
         return sum(1 for s in self._user_subs if not s.ws.closed)
 
     async def _push_execution(self, o: EmuOrder, exec_type: str, trade: Trade | None = None) -> None:
-        if not self._user_subs:
+        if not self._user_subs and not self._listen_key_sockets:
             return
         now = self.now()
         ev = {
@@ -1007,6 +1049,8 @@ class ExchangeEmulator:
         }
         for sub in list(self._user_subs):
             await self._send(sub.ws, {"subscriptionId": sub.sub_id, "event": ev})
+        for ws in list(self._listen_key_sockets):
+            await self._send(ws, ev)
 
 
 def ccxt_config(emulator: ExchangeEmulator, **extra: Any) -> dict[str, Any]:

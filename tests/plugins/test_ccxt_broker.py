@@ -538,3 +538,29 @@ async def test_restart_does_not_place_a_bracket_twice(emu: ExchangeEmulator) -> 
         assert [(f.role, f.id) for f in rec2.fills] == [("entry", f"binance:{SYM}:{emu.trades[0].trade_id}")]
     finally:
         await b2.close()
+
+
+async def test_emulator_legacy_listen_key_stream(emu: ExchangeEmulator) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{emu.http_url}/api/v3/userDataStream", headers={"X-MBX-APIKEY": "nope"}) as r:
+            assert (await r.json())["code"] == -2015
+        async with s.post(f"{emu.http_url}/api/v3/userDataStream", headers={"X-MBX-APIKEY": "test-key"}) as r:
+            key = (await r.json())["listenKey"]
+        async with s.ws_connect(f"{emu.ws_url}/ws/{key}") as ws:
+            await until(lambda: len(emu._listen_key_sockets) == 1)
+            ex = ccxt.async_support.binance({"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": False,
+                                             "options": ccxt_config(emu)["options"]})
+            ex.urls["api"] = ccxt_config(emu)["urls"]
+            try:
+                await ex.create_order(SYM, "market", "buy", 0.01, None, {"clientOrderId": "lk-1"})
+            finally:
+                await ex.close()
+            events = [await ws.receive_json(timeout=5), await ws.receive_json(timeout=5)]
+        assert [(e["e"], e["c"], e["x"], e["X"]) for e in events] == [
+            ("executionReport", "lk-1", "NEW", "NEW"), ("executionReport", "lk-1", "TRADE", "FILLED")]
+        async with s.delete(f"{emu.http_url}/api/v3/userDataStream?listenKey={key}",
+                            headers={"X-MBX-APIKEY": "test-key"}) as r:
+            assert r.status == 200
+        async with s.put(f"{emu.http_url}/api/v3/userDataStream?listenKey={key}",
+                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+            assert (await r.json())["code"] == -1125
