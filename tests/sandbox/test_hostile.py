@@ -48,6 +48,9 @@ def drive(host: ScriptHost, n: int) -> tuple[StrategyError | None, list[CallResu
         if res.error:
             return res.error, results
         i = res.upto + 1
+    results.append(host.reject({"id": "r1", "code": "test", "message": "refused by the test"}, snap))
+    if results[-1].error:
+        return results[-1].error, results
     results.append(host.stop(snap))
     return results[-1].error, results
 
