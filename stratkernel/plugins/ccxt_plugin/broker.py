@@ -127,6 +127,7 @@ class CcxtBroker:
         self._ws_healthy = False
         self._wake = asyncio.Event()
         self.ws_errors = 0
+        self.last_cancel_error = ""
         self.poll_errors = 0
         # Every retry wait goes through here (tests replace it to see the delays chosen).
         self.sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
@@ -256,7 +257,13 @@ class CcxtBroker:
         return "STOP_LOSS", None, params
 
     async def submit(self, order: Order) -> None:
-        """Send ``order`` (idempotent by ``order.id``). Refusals: REJECTED update + OrderRejectedError."""
+        """Send ``order`` (idempotent by ``order.id``); every outcome is reported through BrokerEvents.
+
+        Like every stratkernel broker, ``submit`` does not raise for what the venue does: a refusal (by the
+        precision checks here or by the venue) is a REJECTED update whose ``reason`` starts with the code
+        (``insufficient_funds: ...``); a venue that stays unreachable leaves the order PENDING with a
+        reason, and the poller resolves it by client id. It raises only if the broker is not connected.
+        """
         self._require_connected()
         cid = venue_client_id(order.id)
         known = self._orders.get(cid)
@@ -272,8 +279,11 @@ class CcxtBroker:
             try:
                 await self._check_precision(req)
             except OrderRejectedError as exc:
-                self._reject(order, exc.code, str(exc))
-                raise
+                self._reject(order, exc.code, str(exc).split(": ", 1)[-1])
+                return
+            except BrokerConnectionError as exc:  # the reference price for the notional check
+                self._unresolved(order, str(exc))
+                return
             otype, price, params = self._create_args(req, cid)
             backoff = self._backoff()
             in_doubt = False  # a request may have reached the venue: look it up before sending again
@@ -293,20 +303,24 @@ class CcxtBroker:
                     if "duplicate order" in str(exc).lower() and await self._adopt_by_client_id(order, cid):
                         return
                     self._reject(order, reject_code(exc), str(exc))
-                    raise OrderRejectedError(reject_code(exc), str(exc)) from None
+                    return
                 except ccxt.NetworkError as exc:
                     in_doubt = True
                     await self._wait_after(exc, backoff, f"submit {cid}", attempt)
                     continue
                 except ccxt.ExchangeError as exc:
                     self._reject(order, reject_code(exc), str(exc))
-                    raise OrderRejectedError(reject_code(exc), str(exc)) from None
+                    return
                 await self._apply(order, response, locked=True)
                 return
-        raise BrokerConnectionError(
-            f"submit {order.id}: venue unreachable after {self.max_retries + 1} attempts; the order stays PENDING "
-            "and is resolved by client id when the venue answers again"
-        )
+            self._unresolved(order, f"venue unreachable after {self.max_retries + 1} attempts")
+
+    def _unresolved(self, order: Order, why: str) -> None:
+        """The venue could not be asked: the order stays PENDING until the poller finds out by client id."""
+        order.reason = f"venue_unreachable: {why}; the order stays pending and is resolved by client id"
+        order.updated_ts = int(time.time() * 1000)
+        log.error("submit %s: %s", order.id, order.reason)
+        self.events.on_order_update(order)
 
     async def _release_protection(self, req: OrderRequest) -> None:
         """Cancel the strategy's protective legs on ``req.symbol`` before a closing order.
@@ -317,10 +331,8 @@ class CcxtBroker:
         for leg in list(self._orders.values()):
             if (leg.status.is_open and leg.role in ("stop_loss", "take_profit") and leg.symbol == req.symbol
                     and leg.request.strategy == req.strategy):
-                try:
-                    await self.cancel(leg.id)
-                except BrokerError as exc:  # the OCO sibling went with the first cancel, or it just executed
-                    log.info("releasing %s before a close: %s", leg.id, exc)
+                # An OCO sibling goes with the first cancel; cancel() then just notes it is finished.
+                await self.cancel(leg.id)
 
     async def _wait_after(self, exc: Exception, backoff: Backoff, what: str, attempt: int) -> None:
         delay = backoff.next_delay()
@@ -438,13 +450,13 @@ class CcxtBroker:
                 self._reject(leg, "invalid_order", f"filled quantity {qty} is below the venue minimum {spec.min_qty}: "
                              "the entry cannot be protected at the venue")
             return
-        try:
-            if len(legs) == 2:
-                await self._submit_oco(entry, legs)
-            else:
-                await self.submit(legs[0])
-        except (OrderRejectedError, BrokerConnectionError) as exc:
-            log.error("bracket of %s could not be placed: %s", entry.id, exc)
+        if len(legs) == 2:
+            await self._submit_oco(entry, legs)
+        else:
+            await self.submit(legs[0])
+        for leg in legs:
+            if leg.status is OrderStatus.REJECTED or leg.reason.startswith("venue_unreachable"):
+                log.error("bracket leg %s of %s is not working at the venue: %s", leg.id, entry.id, leg.reason)
 
     async def _submit_oco(self, entry: Order, legs: list[Order]) -> None:
         sl, tp = legs
@@ -485,14 +497,15 @@ class CcxtBroker:
             except ccxt.ExchangeError as exc:
                 for leg in legs:
                     self._reject(leg, reject_code(exc), str(exc))
-                raise OrderRejectedError(reject_code(exc), f"bracket of {entry.id}: {exc}") from None
+                return
             for report in response.get("orderReports") or []:
                 parsed = self.exchange.parse_order(report, market)
                 leg = sl if parsed.get("clientOrderId") == sl_cid else tp
                 async with self._lock(venue_client_id(leg.id)):
                     await self._apply(leg, parsed, locked=True)
             return
-        raise BrokerConnectionError(f"bracket of {entry.id}: venue unreachable; legs stay PENDING until found")
+        for leg in legs:
+            self._unresolved(leg, f"bracket of {entry.id}: venue unreachable after {self.max_retries + 1} attempts")
 
     def _has_fills_for(self, order: Order) -> bool:
         return order.id in self._orders_with_fills
@@ -536,12 +549,22 @@ class CcxtBroker:
             self._avg_price[symbol] = (left, avg if left > 0 else 0.0)
 
     async def cancel(self, order_id: str) -> None:
-        """Cancel an open order by kernel id. Raises BrokerError if it is unknown or already finished."""
+        """Cancel an open order by kernel id; the outcome arrives as an order update.
+
+        Does not raise for what the venue says: an order that is unknown, already finished or that the
+        venue refuses to cancel is logged (and its final status reported if it changed), and
+        :attr:`last_cancel_error` says why. Raises only if the broker is not connected.
+        """
         self._require_connected()
+        self.last_cancel_error = ""
         cid = venue_client_id(order_id)
         order = self._orders.get(cid)
         if order is None:
-            raise BrokerError(f"cancel {order_id}: not an order this broker tracks")
+            self._cancel_failed(order_id, "not an order this broker tracks")
+            return
+        if not order.status.is_open:
+            self._cancel_failed(order_id, f"already {order.status.value}")
+            return
         try:
             result = await self._call(
                 f"cancel {order_id}",
@@ -549,15 +572,20 @@ class CcxtBroker:
                                                    {} if order.broker_order_id else {"origClientOrderId": cid}),
             )
         except ccxt.OrderNotFound:
-            await self.refresh(order)
-            if order.status.is_open:
-                raise BrokerError(f"cancel {order_id}: the venue does not know the order") from None
-            raise BrokerError(f"cancel {order_id}: already {order.status.value}") from None
-        except ccxt.ExchangeError as exc:
-            raise OrderRejectedError(reject_code(exc), f"cancel {order_id}: {exc}") from None
+            await self.refresh(order)  # it may have filled or been cancelled meanwhile: report that
+            state = order.status.value if not order.status.is_open else "unknown to the venue"
+            self._cancel_failed(order_id, f"already {state}")
+            return
+        except (ccxt.ExchangeError, BrokerConnectionError) as exc:
+            self._cancel_failed(order_id, f"{reject_code(exc)}: {exc}")
+            return
         await self._apply(order, result)
         if order.status.is_open:  # some venues answer a cancel with a partial record; ask once more
             await self.refresh(order)
+
+    def _cancel_failed(self, order_id: str, why: str) -> None:
+        self.last_cancel_error = why
+        log.warning("cancel %s: %s", order_id, why)
 
     async def refresh(self, order: Order) -> None:
         """Re-read one order from the venue by client id and report what changed."""
