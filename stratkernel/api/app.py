@@ -28,6 +28,8 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from .. import __version__
 from .auth import TokenService, public, route_roles
 from .config import ApiConfig, load_signing_keys
+from .events import EventHub
+from .events import router as events_router
 from .http_errors import install_error_handlers
 from .limits import RateLimits
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -118,6 +120,7 @@ def create_app(
         try:
             yield
         finally:
+            hub.detach()
             if owns_store:
                 await store.close()
 
@@ -135,6 +138,7 @@ def create_app(
     app.state.tokens = TokenService(config, keys, store)
     app.state.limits = RateLimits(config)
     app.state.service = service
+    hub = app.state.events = EventHub(config.ws_queue_size, config.ws_max_connections)
 
     install_error_handlers(app)
     # Added innermost first: the security headers wrap everything, including CORS and 413 answers.
@@ -154,6 +158,7 @@ def create_app(
 
     app.include_router(_meta_router())
     app.include_router(auth_router, responses=ERROR_RESPONSES)
+    app.include_router(events_router)
     app.include_router(
         kernel_router,
         responses={**ERROR_RESPONSES, 503: {"model": ErrorResponse, "description": "kernel not running"}},

@@ -100,6 +100,15 @@ class ApiConfig(BaseSettings):
 
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576)
 
+    ws_auth_timeout_seconds: float = Field(10.0, gt=0, le=120, description="time to send the auth message")
+    ws_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="heartbeat interval; the session is re-checked at each one"
+    )
+    ws_queue_size: int = Field(
+        1000, ge=1, le=100_000, description="events buffered per client before it is dropped"
+    )
+    ws_max_connections: int = Field(100, ge=1, le=10_000)
+
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_user", "rate_limit_refresh", "rate_limit_general"
     )
