@@ -584,3 +584,37 @@ async def test_emulator_legacy_listen_key_stream(emu: ExchangeEmulator) -> None:
         async with s.put(f"{emu.http_url}/api/v3/userDataStream?listenKey={key}",
                          headers={"X-MBX-APIKEY": "test-key"}) as r:
             assert (await r.json())["code"] == -1125
+
+
+# -- inside the real kernel --------------------------------------------------------------------------------
+async def test_kernel_trades_through_the_ccxt_broker(emu: ExchangeEmulator, tmp_path: Any) -> None:
+    from stratkernel.core.config import KernelConfig
+    from stratkernel.core.kernel import Kernel
+    from stratkernel.core.model import Quote
+
+    options = ccxt_config(emu, retry_base=0.02, retry_cap=0.1, poll_interval=0.2)
+    config = KernelConfig(symbols=[SYM], currency="USDT", initial_cash=10_000.0, data_dir=str(tmp_path),
+                          broker={"name": "ccxt", "options": options})
+    kernel = Kernel(config, load_plugins(), mode="live")
+    await kernel.setup()
+    try:
+        await kernel.on_live_quote(Quote(emu.now(), 19_999.0, 20_001.0, 20_000.0, SYM))
+        decision = await kernel.submit(OrderRequest(SYM, Side.BUY, 0.1, stop_loss=19_000.0, take_profit=21_000.0,
+                                                    source="api"))
+        assert decision.approved, decision
+        entry = kernel.orders[decision.order_id]
+        assert entry.status is OrderStatus.FILLED and entry.broker_order_id
+        assert kernel.portfolio.position(SYM).qty == pytest.approx(0.1)
+        legs = [o for o in kernel.orders.values() if o.parent_id == decision.order_id]
+        assert sorted(o.role for o in legs) == ["stop_loss", "take_profit"]
+        assert all(o.status is OrderStatus.ACCEPTED for o in legs)
+        await emu.set_price(SYM, 18_500.0)
+        await until(lambda: all(not o.status.is_open for o in legs))
+        await kernel.drain()
+        assert kernel.portfolio.position(SYM).qty == pytest.approx(0.0)
+        refused = await kernel.submit(OrderRequest(SYM, Side.BUY, 5.0, stop_loss=19_000.0, source="api"))
+        assert refused.approved  # the gate has no cash rule configured; the venue refuses it
+        assert kernel.orders[refused.order_id].status is OrderStatus.REJECTED
+        assert kernel.orders[refused.order_id].reason.startswith("insufficient_funds")
+    finally:
+        await kernel.shutdown()
