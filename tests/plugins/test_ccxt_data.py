@@ -211,3 +211,42 @@ async def test_stream_yields_closed_bars_and_quotes_and_survives_drops(emu: Exch
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await agen.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stable_after", [60.0, 0.0])
+async def test_a_flapping_stream_backs_off_instead_of_hammering(emu: ExchangeEmulator, tmp_path: Path,
+                                                               stable_after: float) -> None:
+    src = source(emu, tmp_path, quotes=False, reconnect_base=0.01, reconnect_cap=0.08, stable_after=stable_after)
+    agen = src.stream()
+    task = asyncio.create_task(_collect(agen, lambda out: False, []))
+    try:
+        for i in range(5):
+            for _ in range(250):
+                if emu.subscribers("btcusdt@kline_1m") == 1:
+                    break
+                await asyncio.sleep(0.02)
+            await emu.push_kline(SYM, "1m", T0 + i * MIN, 100, 101, 99, 100, 1)  # one message gets through...
+            await asyncio.sleep(0.05)
+            await emu.drop_websockets()  # ...then the connection drops again
+            for _ in range(250):
+                if src.reconnects > i:
+                    break
+                await asyncio.sleep(0.02)
+        delays = list(src.reconnect_delays)
+        assert len(delays) >= 5
+        if stable_after:
+            # the connection never stayed up for stable_after: the waits grow to the cap
+            assert delays[-1] >= 0.04 and max(delays) <= 0.08
+        else:
+            # with stable_after=0 every message resets the backoff: the waits stay at the base
+            assert all(d <= 0.01 for d in delays)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await agen.aclose()  # type: ignore[attr-defined]
+
+
+def test_runtime_symbol_option_is_accepted(tmp_path: Path) -> None:
+    src = CcxtDataSource({"exchange": "binance", "symbol": "ETH/USDT", "cache_dir": str(tmp_path)})
+    assert src.symbols == ["ETH/USDT"]

@@ -620,15 +620,17 @@ class CcxtBroker:
     # -- status tracking -------------------------------------------------------------------------------
     async def _ws_loop(self) -> None:
         backoff = Backoff(0.5, 30.0)
+        last_failure = -math.inf
         while True:
             try:
                 updates = await self.exchange.watch_orders()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # any failure: reconnect later, the poller covers meanwhile
                 self._ws_healthy = False
                 self.ws_errors += 1
                 self._wake.set()
+                last_failure = time.monotonic()
                 delay = backoff.next_delay()
                 log.warning("watch_orders: %s: %s; reconnecting in %.2fs", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
@@ -636,7 +638,8 @@ class CcxtBroker:
             if not self._ws_healthy:
                 self._ws_healthy = True
                 self._wake.set()  # poll once: events during the outage were not streamed to us
-            backoff.reset()
+            if time.monotonic() - last_failure >= 60.0:  # only a stream that stayed up resets the backoff
+                backoff.reset()
             for venue in updates:
                 order = self._orders.get(str(venue.get("clientOrderId") or ""))
                 if order is None:

@@ -24,6 +24,7 @@ import math
 import re
 import sqlite3
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ log = logging.getLogger("stratkernel.plugins.ccxt.data")
 
 TIMEFRAME_RE = re.compile(r"^\d+[smhdwMy]$")
 _DATA_KEYS = {
-    "symbols", "timeframe", "cache_dir", "page_limit", "max_retries", "quotes", "bars", "reconnect_base",
+    "symbols", "symbol", "timeframe", "stable_after", "cache_dir", "page_limit", "max_retries", "quotes", "bars", "reconnect_base",
     "reconnect_cap", "ticker_params",
 }
 
@@ -164,6 +165,8 @@ class CcxtDataSource:
         symbols = self.cfg.get("symbols", [])
         if isinstance(symbols, str):
             symbols = [symbols]
+        if not symbols and self.cfg.get("symbol"):  # the runtime passes the kernel's first symbol this way
+            symbols = [self.cfg["symbol"]]
         if not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols):
             raise ConfigError("ccxt.symbols", f"must be a list of symbols like [\"BTC/USDT\"], got {symbols!r}")
         self.symbols: list[str] = symbols
@@ -179,10 +182,15 @@ class CcxtDataSource:
         self.want_bars = bool(self.cfg.get("bars", True))
         self.reconnect_base = float(self.cfg.get("reconnect_base", 0.5))
         self.reconnect_cap = float(self.cfg.get("reconnect_cap", 30.0))
+        # The reconnect backoff starts over only after the stream stayed up this long: a connection that
+        # drops right after each message would otherwise be retried at the base delay forever.
+        self.stable_after = float(self.cfg.get("stable_after", 60.0))
+        self.sleep: Any = asyncio.sleep  # every reconnect wait goes through here (tests record the delays)
         default_ticker = {"name": "ticker"} if self.exchange_name.startswith("binance") else {}
         self.ticker_params: dict[str, Any] = dict(self.cfg.get("ticker_params", default_ticker))
         self.gaps: dict[str, list[Gap]] = {}
         self.reconnects = 0
+        self.reconnect_delays: deque[float] = deque(maxlen=100)  # the last waits chosen (operators, tests)
         self.pages_fetched = 0
         self.refused_rows = 0
         self._exchange: Any = None
@@ -196,6 +204,7 @@ class CcxtDataSource:
         return self._exchange
 
     async def close(self) -> None:
+        """Release the HTTP session (history() does this itself after each download)."""
         if self._exchange is not None:
             await self._exchange.close()
             self._exchange = None
@@ -219,11 +228,15 @@ class CcxtDataSource:
         coverage = self.cache.coverage(self.exchange_name, symbol, self.timeframe)
         todo = _missing(coverage, start, end, step)
         if todo:
-            ex = await self._rest()
-            if symbol not in ex.markets:
-                raise ValidationError("symbol", symbol, f"{self.exchange_name} has no such market")
-            for a, b in todo:
-                await self._download(ex, symbol, a, b)
+            try:
+                ex = await self._rest()
+                if symbol not in ex.markets:
+                    raise ValidationError("symbol", symbol, f"{self.exchange_name} has no such market")
+                for a, b in todo:
+                    await self._download(ex, symbol, a, b)
+            finally:
+                # Callers such as the backtest runner never close a data source; don't leak the session.
+                await self.close()
         data = await asyncio.to_thread(self.cache.load, self.exchange_name, symbol, self.timeframe, start, end)
         series = BarSeries.from_arrays(symbol, data[:, 0].astype(np.int64), data[:, 1], data[:, 2], data[:, 3],
                                        data[:, 4], data[:, 5])
@@ -309,6 +322,7 @@ class CcxtDataSource:
     async def _watch(self, what: str, call: Any, handle: Any, queue: asyncio.Queue[Any]) -> None:
         """Run ``call`` forever, passing results to ``handle``; back off and reconnect on failures."""
         backoff = Backoff(self.reconnect_base, self.reconnect_cap)
+        last_failure = -math.inf
         while True:
             try:
                 result = await call()
@@ -317,13 +331,16 @@ class CcxtDataSource:
             except (ccxt.AuthenticationError, ccxt.BadSymbol, ccxt.NotSupported) as exc:
                 await queue.put(BrokerConnectionError(f"{what}: {type(exc).__name__}: {exc}"))
                 return
-            except Exception as exc:
+            except Exception as exc:  # any other failure is a drop (network, garbage frame): reconnect
                 self.reconnects += 1
+                last_failure = time.monotonic()
                 delay = backoff.next_delay()
+                self.reconnect_delays.append(delay)
                 log.warning("%s: %s: %s; reconnecting in %.2fs", what, type(exc).__name__, exc, delay)
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
                 continue
-            backoff.reset()
+            if time.monotonic() - last_failure >= self.stable_after:
+                backoff.reset()
             for item in handle(result):
                 await queue.put(item)
 
