@@ -618,3 +618,19 @@ async def test_kernel_trades_through_the_ccxt_broker(emu: ExchangeEmulator, tmp_
         assert kernel.orders[refused.order_id].reason.startswith("insufficient_funds")
     finally:
         await kernel.shutdown()
+
+
+async def test_fills_that_cannot_be_read_yet_are_not_lost(emu: ExchangeEmulator) -> None:
+    b, rec = await make_broker(emu, use_websocket=False, max_retries=0, poll_interval=0.1)
+    try:
+        emu.faults.only_paths = ("/api/v3/myTrades",)
+        emu.faults.server_errors = 1_000_000
+        o = order("t1", qty=0.01)
+        await b.submit(o)
+        # filled at the venue, but the trade list is unreadable: the order stays open on our side
+        assert o.status is OrderStatus.ACCEPTED and rec.fills == []
+        emu.faults.server_errors = 0
+        await until(lambda: o.status is OrderStatus.FILLED)
+        assert [f.qty for f in rec.fills] == [0.01]
+    finally:
+        await b.close()

@@ -299,9 +299,11 @@ class CcxtBroker:
                 try:
                     response = await self.exchange.create_order(req.symbol, otype, req.side.value, req.qty, price, params)
                 except ccxt.InvalidOrder as exc:
-                    # "Duplicate order sent.": our earlier attempt got through; adopt it, don't fail or resend.
-                    if "duplicate order" in str(exc).lower() and await self._adopt_by_client_id(order, cid):
-                        return
+                    if "duplicate order" in str(exc).lower():
+                        # An earlier attempt (maybe by a previous process) got through: adopt it via the
+                        # lookup at the top of the loop, never fail it and never resend it.
+                        in_doubt = True
+                        continue
                     self._reject(order, reject_code(exc), str(exc))
                     return
                 except ccxt.NetworkError as exc:
@@ -372,7 +374,17 @@ class CcxtBroker:
         if venue.get("id"):
             order.broker_order_id = str(venue["id"])
         if filled > order.filled_qty + 1e-12 or (filled > 0 and not self._has_fills_for(order)):
-            await self._report_fills(order)
+            try:
+                await self._report_fills(order)
+            except BrokerConnectionError as exc:
+                # The trades could not be read: keep the order open on our side so the poller comes back
+                # for the fills; reporting FILLED without them would lose them.
+                log.warning("fills of %s not read yet: %s", order.id, exc)
+                if order.status is OrderStatus.PENDING:
+                    order.status = OrderStatus.ACCEPTED
+                    order.updated_ts = int(time.time() * 1000)
+                    self.events.on_order_update(order)
+                return
         if status is OrderStatus.EXPIRED and order.role in ("stop_loss", "take_profit") and order.parent_id:
             # Binance expires the other leg of an OCO when one executes: for the kernel that is a cancel.
             status = OrderStatus.CANCELLED
