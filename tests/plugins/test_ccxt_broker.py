@@ -634,3 +634,33 @@ async def test_fills_that_cannot_be_read_yet_are_not_lost(emu: ExchangeEmulator)
         assert [f.qty for f in rec.fills] == [0.01]
     finally:
         await b.close()
+
+
+async def test_sync_ccxt_works_against_the_emulator_too(emu: ExchangeEmulator) -> None:
+    def run() -> tuple[float, str, str]:
+        ex = ccxt.binance({"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": False,
+                           "options": ccxt_config(emu)["options"]})
+        ex.urls["api"] = ccxt_config(emu)["urls"]
+        ex.load_markets()
+        usdt = ex.fetch_balance()["USDT"]["free"]
+        placed = ex.create_order(SYM, "limit", "buy", 0.01, 19_000.0, {"clientOrderId": "sync-1"})
+        found = ex.fetch_order(None, SYM, {"origClientOrderId": "sync-1"})
+        return usdt, placed["status"], found["clientOrderId"]
+
+    # the emulator serves on this thread's event loop, so the blocking client runs in a worker thread
+    assert await asyncio.to_thread(run) == (10_000.0, "open", "sync-1")
+
+
+async def test_refused_websocket_login_falls_back_to_polling(emu: ExchangeEmulator) -> None:
+    emu.faults.reject_ws_auth = True
+    b, rec = await make_broker(emu, poll_interval=0.1)
+    try:
+        o = order("nows", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
+        await b.submit(o)
+        await until(lambda: b.ws_errors >= 1)
+        assert emu.user_subscribers == 0
+        await emu.set_price(SYM, 18_000.0)
+        await until(lambda: o.status is OrderStatus.FILLED)
+        assert len(rec.fills) == 1
+    finally:
+        await b.close()
