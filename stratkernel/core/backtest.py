@@ -94,7 +94,10 @@ async def load_data_async(uri: str | Path, plugins: PluginHost, symbol: str | No
     if answer is None:
         raise ConfigError("--data", f"no data-source plugin recognises {str(uri)!r} (try a .csv or .parquet file)")
     name, options = answer
-    source = plugins.registry.get("data_source", name).obj(dict(options))
+    options = dict(options)
+    if symbol:
+        options.setdefault("symbol", symbol)
+    source = plugins.registry.get("data_source", name).obj(options)
     sym = symbol or (source.symbols[0] if getattr(source, "symbols", None) else Path(str(uri)).stem)
     return await source.history(sym)  # type: ignore[no-any-return]
 

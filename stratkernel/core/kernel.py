@@ -28,7 +28,18 @@ from .data import BarSeries, BarValidator
 from .errors import ConfigError, StrategyError, ValidationError
 from .events import Event
 from .gateway import GatedBroker, Gateway, Rule
-from .model import Account, Bar, Decision, Fill, Order, OrderRequest, OrderStatus, Position, Quote, TradingState
+from .model import (
+    Account,
+    Bar,
+    Decision,
+    Fill,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    Quote,
+    TradingState,
+)
 from .portfolio import Portfolio
 from .risk import build_rules
 from .slots import PluginSlot, Slot, make_slot

@@ -136,7 +136,7 @@ class PluginHost:
                 continue
             try:
                 obj = ep.load()
-            except BaseException as exc:  # noqa: BLE001 - a broken plugin must not stop the others
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt | SystemExit) and not isinstance(exc, SystemExit):
                     raise
                 self.failures.append(PluginFailure(ep.name, dist, f"import failed: {_describe(exc)}"))
@@ -193,7 +193,7 @@ class PluginHost:
             register = self._register_fn(kind, origin)
             try:
                 impl(register=register)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 reason = exc.reason if isinstance(exc, PluginError) else f"{hook_name} failed: {_describe(exc)}"

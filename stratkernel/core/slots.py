@@ -130,7 +130,7 @@ class PluginSlot(Slot):
             ctx.check_state()
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise
-        except BaseException as exc:  # noqa: BLE001 - strategy code may raise anything, even SystemExit
+        except BaseException as exc:
             ctx.take_requests()
             self.fail(self._error(exc))
             return None
@@ -147,7 +147,7 @@ class PluginSlot(Slot):
             self._on_bar(ctx, bar)
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             ctx.take_requests()
             self.fail(self._error(exc))
             return None
@@ -323,21 +323,25 @@ def make_slot(kernel: Kernel, name: str, ref: str, *, symbol: str, params: dict[
 
 
 def make_host(kernel: Kernel, name: str, path: Path, symbol: str) -> Any:
+    return host_from_source(kernel, name, path.read_text(encoding="utf-8"), path.name, symbol)
+
+
+def host_from_source(kernel: Kernel, name: str, source: str, filename: str, symbol: str) -> Any:
+    """A sandbox host for a Python or JavaScript script (by ``filename``'s extension), not yet loaded."""
     from stratkernel.sandbox.host import SandboxLimits
 
     cfg = kernel.config.sandbox
     limits = SandboxLimits(call_timeout_s=cfg.call_timeout_s, load_timeout_s=cfg.load_timeout_s,
                            memory_mb=cfg.memory_mb, max_orders_per_bar=cfg.max_orders_per_bar)
-    source = path.read_text(encoding="utf-8")
     provider = kernel.indicators.provider(symbol)
-    if path.suffix == ".js":
+    if filename.endswith(".js"):
         from stratkernel.sandbox.js_host import JsScriptHost
 
-        return JsScriptHost(source, name=name, filename=path.name, limits=limits, indicators=provider,
+        return JsScriptHost(source, name=name, filename=filename, limits=limits, indicators=provider,
                             symbol=symbol)
     from stratkernel.sandbox.host import ScriptHost
 
-    return ScriptHost(source, name=name, filename=path.name, limits=limits, indicators=provider, symbol=symbol)
+    return ScriptHost(source, name=name, filename=filename, limits=limits, indicators=provider, symbol=symbol)
 
 
 __all__ = ["BATCH", "PluginSlot", "ScriptSlot", "Slot", "make_slot"]

@@ -1,0 +1,248 @@
+"""``stratkernel run``: the live kernel with its store, data feed, API server and control channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import KernelConfig
+from .errors import ConfigError, StratkernelError
+from .kernel import Kernel
+from .model import Bar, Quote, TradingState
+from .plugins import PluginHost, load_plugins
+from .store import Store
+
+log = logging.getLogger("stratkernel.run")
+
+
+class Runtime:
+    def __init__(self, config: KernelConfig, *, plugins: PluginHost | None = None) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.kernel: Kernel | None = None
+        self.store: Store | None = None
+        self.service: Any = None
+        self.api_url: str | None = None
+        self.ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._server_task: asyncio.Task[Any] | None = None
+        self._users: Any = None
+
+    async def start(self) -> Kernel:
+        cfg = self.config
+        self.plugins = self.plugins or load_plugins()
+        for f in self.plugins.failures:
+            log.warning("plugin %s (%s) not loaded: %s", f.plugin, f.distribution, f.reason)
+        Path(cfg.data_dir).mkdir(parents=True, exist_ok=True)
+        self.store = await Store.open(cfg.db_path)
+        kernel = self.kernel = Kernel(cfg, self.plugins, store=self.store, mode="live")
+        await kernel.setup()
+        saved = {row["name"]: row for row in await self.store.strategies()}
+        for sc in cfg.strategies:
+            state = saved.get(sc.name, {}).get("state")
+            kernel.add_strategy(sc.name, sc.strategy, symbol=sc.symbol, params=sc.params, state=state)
+        if cfg.sandbox.load_scripts:
+            scripts = Path(cfg.sandbox.scripts_dir)
+            for path in sorted(scripts.glob("*.py")) + sorted(scripts.glob("*.js")):
+                if path.stem not in kernel.slots:
+                    kernel.add_strategy(path.stem, str(path), state=saved.get(path.stem, {}).get("state"))
+        await kernel.preflight()
+        await kernel.start_live()
+        from .service import KernelService
+
+        self.service = KernelService(kernel, self.store, self.plugins)
+        return kernel
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            kernel = await self.start()
+        except StratkernelError:
+            await self._close()
+            raise
+        cfg = self.config
+        log.info("stratkernel running: broker=%s data=%s strategies=%s db=%s", cfg.broker.name, cfg.data.source,
+                 ",".join(kernel.slots) or "-", cfg.db_path)
+        if kernel.trading_state is not TradingState.ACTIVE:
+            log.warning("trading state is %s (%s): resume with `stratkernel risk resume`",
+                        kernel.trading_state.value, kernel.state_reason)
+        server = None
+        if cfg.api.enabled:
+            server = await self._start_api()
+        self._tasks = [
+            asyncio.create_task(self._feed(stop), name="feed"),
+            asyncio.create_task(self._periodic(stop), name="periodic"),
+        ]
+        watcher = self._start_watcher(stop)
+        if watcher is not None:
+            self._tasks.append(watcher)
+        self.ready.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping ...")
+            if server is not None and self._server_task is not None:
+                server.should_exit = True  # let uvicorn finish its lifespan instead of cancelling it
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(self._server_task, timeout=5)
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            await kernel.shutdown()
+            await self._close()
+            s = kernel.stats
+            log.info("stopped: %d bars, %d orders, %d denied, %d fills; state saved in %s", s["bars"], s["orders"],
+                     s["denied"], s["fills"], cfg.db_path)
+
+    async def _close(self) -> None:
+        if self._users is not None:
+            await self._users.close()
+            self._users = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    def _start_watcher(self, stop: asyncio.Event) -> asyncio.Task[Any] | None:
+        try:
+            from stratkernel.sandbox.reload import ScriptWatcher
+        except ImportError:
+            return None
+        assert self.kernel is not None
+        watcher = ScriptWatcher(self.kernel, Path(self.config.sandbox.scripts_dir), self.config.sandbox)
+        return asyncio.create_task(watcher.run(stop), name="watcher")
+
+    async def _start_api(self) -> Any:
+        try:
+            from stratkernel.api.app import create_app
+            from stratkernel.api.config import ApiConfig, ensure_local_secret
+            from stratkernel.api.server import build_server
+            from stratkernel.api.users import UserStore
+        except ImportError as exc:
+            log.warning("API not available: %s", exc)
+            return None
+        cfg = self.config
+        env_secret = os.environ.get("STRATKERNEL_JWT_SECRET") or os.environ.get("STRATKERNEL_API_JWT_SECRET")
+        kwargs: dict[str, Any] = {"host": cfg.api.host, "port": cfg.api.port, "db_path": cfg.db_path}
+        if not env_secret and not os.environ.get("STRATKERNEL_API_JWT_SECRET_FILE"):
+            secret_file = Path(cfg.data_dir) / "jwt.secret"
+            ensure_local_secret(secret_file)  # generated on the first local run, mode 0600, never logged
+            kwargs["jwt_secret_file"] = secret_file
+        try:
+            api_cfg = ApiConfig(**kwargs)
+        except Exception as exc:
+            raise ConfigError("api", str(exc)) from None
+        users = self._users = UserStore(cfg.db_path)
+        await users.open()
+        password = await users.ensure_admin("admin")
+        if password:
+            # printed once, to the terminal only: it is not stored anywhere in clear
+            print(f"\n  Created local API user 'admin' with password: {password}\n"
+                  f"  (shown once; change it with `stratkernel users passwd admin`)\n", flush=True)
+        app = create_app(api_cfg, service=self.service, user_store=users)
+        server = build_server(app, api_cfg, log_level="warning")
+        async def serve() -> None:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn exits on a bind failure; trading goes on without the API
+                log.error("API could not listen on %s:%s (port in use? set [api] port or STRATKERNEL_API__PORT); "
+                          "the kernel keeps running without the API", cfg.api.host, cfg.api.port)
+
+        self._server_task = asyncio.create_task(serve(), name="api")
+        for _ in range(100):
+            if server.started or self._server_task.done():
+                break
+            await asyncio.sleep(0.05)
+        if not server.started:
+            return None
+        port = cfg.api.port
+        if server.started and server.servers:
+            port = server.servers[0].sockets[0].getsockname()[1]
+        self.api_url = f"http://{cfg.api.host}:{port}"
+        log.info("API listening on %s", self.api_url)
+        return server
+
+    async def _feed(self, stop: asyncio.Event) -> None:
+        kernel = self.kernel
+        assert kernel is not None and self.plugins is not None
+        dcfg = self.config.data
+        factory = self.plugins.registry.get("data_source", dcfg.source).obj
+        options = dict(dcfg.options)
+        options.setdefault("symbol", self.config.symbols[0])
+        source = factory(options)
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                async for item in source.stream():
+                    if isinstance(item, Bar):
+                        await kernel.on_live_bar(item)
+                    elif isinstance(item, Quote):
+                        await kernel.on_live_quote(item)
+                    else:
+                        kernel.stats["refused_data"] += 1
+                        log.warning("data source %s yielded %s, not a Bar or Quote", dcfg.source, type(item).__name__)
+                    backoff = 1.0
+                    if stop.is_set():
+                        return
+                log.info("data source %s ended", dcfg.source)
+                return
+            except asyncio.CancelledError:
+                raise
+            except StratkernelError as exc:
+                log.error("data source %s: %s; retrying in %.0fs", dcfg.source, exc, backoff)
+            except Exception:
+                log.exception("data source %s failed; retrying in %.0fs", dcfg.source, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    async def _periodic(self, stop: asyncio.Event) -> None:
+        kernel = self.kernel
+        assert kernel is not None and self.store is not None
+        loop = asyncio.get_running_loop()
+        next_equity = next_preflight = loop.time()
+        while not stop.is_set():
+            now = loop.time()
+            try:
+                await self._control()
+                if now >= next_equity:
+                    await kernel.snapshot_equity()
+                    kernel.emit("heartbeat", {"equity": kernel.portfolio.equity(), "bars": kernel.stats["bars"],
+                                              "state": kernel.trading_state.value})
+                    next_equity = now + self.config.equity_snapshot_s
+                if now >= next_preflight:
+                    await kernel.preflight()
+                    next_preflight = now + self.config.preflight_interval_s
+                if hasattr(kernel, "risk_tick"):
+                    await kernel.risk_tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("periodic task failed")
+            await asyncio.sleep(0.25)
+
+    async def _control(self) -> None:
+        """Apply a halt/resume/flatten requested by the CLI through the store."""
+        assert self.store is not None and self.kernel is not None
+        cmd = await self.store.get_meta("control")
+        if not cmd:
+            return
+        await self.store.db.execute("DELETE FROM meta WHERE key = 'control'")
+        await self.apply_command(cmd.get("command", ""), cmd.get("reason", ""), source=f"cli:{cmd.get('user', '?')}")
+
+    async def apply_command(self, command: str, reason: str, *, source: str) -> None:
+        kernel = self.kernel
+        assert kernel is not None
+        if command == "halt":
+            await kernel.set_trading_state(TradingState.HALTED, reason, source=source)
+        elif command == "resume":
+            await kernel.set_trading_state(TradingState.ACTIVE, reason, source=source)
+        elif command == "flatten":
+            await kernel.set_trading_state(TradingState.REDUCING, reason, source=source)
+            await kernel.flatten(source=source)
+            await kernel.set_trading_state(TradingState.HALTED, f"flattened: {reason}", source=source)
+        else:
+            log.warning("ignoring unknown control command %r", command)
