@@ -5,6 +5,9 @@ Guarantees, in the order an order meets them:
 * **Precision before sending.** Quantity must sit on the market's amount step, prices on its tick,
   quantity >= the minimum and notional >= the minimum notional (from ``load_markets``). A violation is
   refused here with the numbers, never rounded silently.
+* **Outcomes are events, not exceptions.** ``submit`` and ``cancel`` run inside the kernel's loop, so
+  they report everything the venue does through :class:`BrokerEvents` (a refusal is a REJECTED update
+  whose ``reason`` starts with a code) and raise only when the broker is not connected.
 * **One order per client id.** ``order.id`` becomes the venue's client order id (Binance
   ``newClientOrderId``); ids that do not fit ``[A-Za-z0-9_-]{1,36}`` are mapped deterministically
   (``sk`` + 32 hex of their SHA-256), so the same kernel id always maps to the same venue id, even after
@@ -24,8 +27,10 @@ Guarantees, in the order an order meets them:
 
 Stop orders (``OrderType.STOP``) are sent as the venue's native stop (Binance ``STOP_LOSS``, or
 ``STOP_LOSS_LIMIT`` with a limit price). Binance spot cannot attach a stop-loss/take-profit bracket to an
-entry, so ``native_brackets`` is False and the kernel manages brackets (it sends the legs as separate
-orders, which this broker executes like any other).
+entry (``native_brackets = False``), so this broker protects each entry itself once it is done: the
+legs ``<id>.sl`` / ``<id>.tp`` go to the venue as one OCO order list (or a single order for one leg),
+like the paper broker's bracket legs. A partially filled entry that is still working is not protected
+until it is done.
 """
 
 from __future__ import annotations
