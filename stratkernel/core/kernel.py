@@ -27,7 +27,7 @@ from .context import ContextPort, IndicatorEngine
 from .data import BarSeries, BarValidator
 from .errors import ConfigError, StrategyError, ValidationError
 from .events import Event
-from .gateway import GatedBroker, Gateway, Rule
+from .gateway import STAGES, GatedBroker, Gateway, Rule
 from .model import (
     Account,
     Bar,
@@ -41,7 +41,7 @@ from .model import (
     TradingState,
 )
 from .portfolio import Portfolio
-from .risk import build_rules
+from .risk import RiskManager
 from .slots import PluginSlot, Slot, make_slot
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class Kernel:
         self._symbols = set(config.symbols)
         self._broker: GatedBroker | None = None
         self.gateway: Gateway | None = None
+        self.risk: RiskManager | None = None
         self._wall_clock = mode == "live"
         self.port = ContextPort(indicators=self.indicators, position=self._ctx_position,
                                 positions=self._ctx_positions, account=self.portfolio.account,
@@ -128,7 +129,8 @@ class Kernel:
         for name in reg.names("risk_rule"):
             r = reg.get("risk_rule", name)
             plugin_rules.append(r.obj(dict(r.meta.get("options", {}))))
-        rules = build_rules(self.config.risk, plugin_rules + self._extra_rules)
+        self.risk = RiskManager(self.config.risk, self)
+        rules = self.risk.rules(plugin_rules + self._extra_rules)
         self.gateway = Gateway(rules, self, audit=self._audit, enabled=self.config.risk.enabled)
         self._broker = GatedBroker(raw, self.gateway)
         self._has_event_hooks = bool(self.plugins.hook.kernel_event.get_hookimpls())
@@ -331,6 +333,29 @@ class Kernel:
                             await self._process(slot, *res)
         if self._audit_q:
             await self._flush_audit()
+        if self.risk is not None and self.risk.take_dirty() and self.store is not None:
+            await self.store.save_risk_state(self.risk.snapshot())
+
+    async def risk_tick(self) -> None:
+        """Live housekeeping for the risk manager (called by the runtime about every 250 ms)."""
+        if self.risk is not None:
+            await self.risk.tick()
+            await self.drain()
+
+    def risk_snapshot(self) -> dict[str, Any]:
+        return self.risk.snapshot() if self.risk is not None else {}
+
+    def rebuild_rules(self) -> None:
+        """Re-read ``config.risk`` (after an admin changed limits) and rebuild the gate's rules."""
+        assert self.gateway is not None
+        reg = self.plugins.registry
+        plugin_rules = [reg.get("risk_rule", n).obj(dict(reg.get("risk_rule", n).meta.get("options", {})))
+                        for n in reg.names("risk_rule")]
+        self.risk = RiskManager(self.config.risk, self) if self.risk is None else self.risk
+        self.risk.config = self.config.risk
+        self.gateway.rules = sorted(self.risk.rules(plugin_rules + self._extra_rules),
+                                    key=lambda r: STAGES.index(r.stage))
+        self.gateway.enabled = self.config.risk.enabled
 
     async def _apply_fill(self, fill: Fill) -> None:
         if fill.id in self._fill_ids:
@@ -340,6 +365,8 @@ class Kernel:
         if self.mode == "backtest" or len(self.fill_log) < 100_000:
             self.fill_log.append(fill)
         self.portfolio.apply(fill)
+        assert self.risk is not None
+        self.risk.on_fill(fill)
         order = self.orders.get(fill.order_id)
         if self.store is not None and self.mode == "live":
             pos = self.portfolio.strategy_position(fill.strategy, fill.symbol)
@@ -429,6 +456,8 @@ class Kernel:
         bars = map(Bar, series.ts.tolist(), series.open.tolist(), series.high.tolist(), series.low.tolist(),
                    series.close.tolist(), series.volume.tolist(), repeat(sym, n))
         active = [s for s in slots if s.status == "running"]
+        assert self.risk is not None
+        risk_on_bar = self.risk.on_bar if self.risk.needs_bars else None
         i = -1
         for i, bar in enumerate(bars):
             port.index = i
@@ -437,6 +466,8 @@ class Kernel:
             last_bar[sym] = bar
             if on_market is not None:
                 on_market(bar)
+            if risk_on_bar is not None:
+                risk_on_bar(bar)
             if self._fill_q or self._update_q:
                 await self.drain()
             for slot in active:
@@ -497,6 +528,9 @@ class Kernel:
         self.indicators.on_bar(bar)
         if self._broker.simulated:
             self._broker.on_market(bar)
+        assert self.risk is not None
+        if self.risk.needs_bars:
+            self.risk.on_bar(bar)
         await self.drain()
         self.stats["bars"] += 1
         idx = len(self.indicators._bars[bar.symbol]) - 1
@@ -574,6 +608,8 @@ class Kernel:
         if "trading_state" in risk:
             self.trading_state = TradingState(risk["trading_state"])
             self.state_reason = risk.get("state_reason", "")
+        assert self.risk is not None
+        self.risk.restore(risk)
         if self._broker.simulated:
             self._broker.restore(self.portfolio.strategy_positions(), open_orders, self.portfolio.cash)
         if fills or open_orders:

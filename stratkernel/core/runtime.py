@@ -216,8 +216,7 @@ class Runtime:
                 if now >= next_preflight:
                     await kernel.preflight()
                     next_preflight = now + self.config.preflight_interval_s
-                if hasattr(kernel, "risk_tick"):
-                    await kernel.risk_tick()
+                await kernel.risk_tick()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -186,9 +186,7 @@ class KernelService:
     def risk(self) -> dict[str, Any]:
         k = self.kernel
         state = {"trading_state": k.trading_state.value, "reason": k.state_reason}
-        extra = getattr(k, "risk_snapshot", None)
-        if callable(extra):
-            state.update(extra())
+        state.update(k.risk_snapshot())
         return {"state": state, "limits": k.config.risk.model_dump(mode="json")}
 
     async def halt(self, reason: str, *, user: str) -> dict[str, Any]:
@@ -211,7 +209,7 @@ class KernelService:
         from pydantic import ValidationError as PydanticError
 
         from .config import config_error_from
-        from .risk import RiskConfig, build_rules
+        from .risk import RiskConfig
 
         merged = {**k.config.risk.model_dump(), **changes}
         try:
@@ -220,11 +218,7 @@ class KernelService:
             raise config_error_from(exc) from None
         k.config = k.config.model_copy(update={"risk": new})
         assert k.gateway is not None
-        rebuild = getattr(k, "rebuild_rules", None)
-        if callable(rebuild):
-            rebuild()
-        else:
-            k.gateway.rules = build_rules(new, [])
+        k.rebuild_rules()
         await self.store.record_event(now_ms(), "risk_limits", {"user": user, "changes": changes})
         k.emit("risk_state", {"event": "limits_changed", "user": user, "changes": changes})
         return self.risk()
