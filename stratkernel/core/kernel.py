@@ -17,6 +17,7 @@ Strategy slots wrap every call into strategy code (see :class:`PluginSlot` and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -109,6 +110,9 @@ class Kernel:
         self._has_event_hooks = False
         self._failures_pending = False
         self.fill_log: list[Fill] = []
+        # held while one live event is processed: reloads and API actions swap strategies between
+        # events, never in the middle of one
+        self.lock = asyncio.Lock()
 
     # -- setup ----------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -515,6 +519,10 @@ class Kernel:
     # -- live -------------------------------------------------------------------------------------
     async def on_live_bar(self, raw: Any) -> None:
         """Validate and process one live bar from a data source."""
+        async with self.lock:
+            await self._on_live_bar(raw)
+
+    async def _on_live_bar(self, raw: Any) -> None:
         try:
             bar = self.validator.bar(raw)
         except ValidationError as exc:
@@ -547,6 +555,10 @@ class Kernel:
         await self._settle_failures()
 
     async def on_live_quote(self, raw: Any) -> None:
+        async with self.lock:
+            await self._on_live_quote(raw)
+
+    async def _on_live_quote(self, raw: Any) -> None:
         try:
             quote = self.validator.quote(raw)
         except ValidationError as exc:

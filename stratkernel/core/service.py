@@ -104,6 +104,11 @@ class KernelService:
 
     async def start_strategy(self, name: str, *, ref: str | None = None, params: dict[str, Any] | None = None
                              ) -> dict[str, Any]:
+        async with self.kernel.lock:
+            return await self._start_strategy(name, ref=ref, params=params)
+
+    async def _start_strategy(self, name: str, *, ref: str | None, params: dict[str, Any] | None
+                              ) -> dict[str, Any]:
         k = self.kernel
         old = k.slots.get(name)
         if ref is None:
@@ -128,6 +133,10 @@ class KernelService:
         return slot.info()
 
     async def stop_strategy(self, name: str) -> dict[str, Any]:
+        async with self.kernel.lock:
+            return await self._stop_strategy(name)
+
+    async def _stop_strategy(self, name: str) -> dict[str, Any]:
         k = self.kernel
         slot = k.slots.get(name)
         if slot is None:
