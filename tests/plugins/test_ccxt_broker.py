@@ -664,3 +664,49 @@ async def test_refused_websocket_login_falls_back_to_polling(emu: ExchangeEmulat
         assert len(rec.fills) == 1
     finally:
         await b.close()
+
+
+async def test_partial_fills_of_a_working_entry_are_protected_as_they_come(
+        emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, rec = broker
+    entry = Order("e6", OrderRequest(SYM, Side.BUY, 0.1, OrderType.LIMIT, limit_price=19_000.0, stop_loss=18_000.0,
+                                     take_profit=21_000.0, strategy="s1"))
+    await b.submit(entry)
+    await emu.set_price(SYM, 18_990.0, liquidity=0.04)
+    await until(lambda: b.order("e6.p400.sl") is not None and b.order("e6.p400.tp") is not None
+                and b.order("e6.p400.tp").status is OrderStatus.ACCEPTED)  # type: ignore[union-attr]
+    interim = emu.order_by_client_id(venue_client_id("e6.p400.sl"))
+    assert interim is not None and interim.qty == 0.04 and interim.list_id >= 0
+    assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.04))  # the 0.04 held are protected
+    await emu.set_price(SYM, 18_980.0)  # the rest of the entry fills
+    await until(lambda: b.order("e6.sl") is not None and b.order("e6.sl").status is OrderStatus.ACCEPTED)  # type: ignore[union-attr]
+    p_sl, p_tp = b.order("e6.p400.sl"), b.order("e6.p400.tp")
+    assert p_sl is not None and p_tp is not None
+    await until(lambda: p_sl.status is OrderStatus.CANCELLED and p_tp.status is OrderStatus.CANCELLED)
+    final = emu.order_by_client_id(venue_client_id("e6.sl"))
+    assert final is not None and final.qty == pytest.approx(0.1)
+    assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.1))
+    open_legs = [o for o in emu.orders.values() if o.is_open]
+    assert sorted(o.client_id for o in open_legs) == sorted([venue_client_id("e6.sl"), venue_client_id("e6.tp")])
+    await emu.set_price(SYM, 17_500.0)
+    final_sl = b.order("e6.sl")
+    assert final_sl is not None
+    await until(lambda: final_sl.status is OrderStatus.FILLED)
+    assert sum(f.qty for f in rec.fills if f.role == "stop_loss") == pytest.approx(0.1)
+
+
+async def test_entry_cancelled_after_a_partial_fill_keeps_its_legs(emu: ExchangeEmulator,
+                                                                   broker: tuple[CcxtBroker, Recorder]) -> None:
+    b, _ = broker
+    entry = Order("e7", OrderRequest(SYM, Side.BUY, 0.1, OrderType.LIMIT, limit_price=19_000.0, stop_loss=18_000.0,
+                                     strategy="s1"))
+    await b.submit(entry)
+    await emu.set_price(SYM, 18_990.0, liquidity=0.03)
+    await until(lambda: b.order("e7.p300.sl") is not None
+                and b.order("e7.p300.sl").status is OrderStatus.ACCEPTED)  # type: ignore[union-attr]
+    posts = emu.stats.order_posts
+    await b.cancel("e7")
+    assert entry.status is OrderStatus.CANCELLED and entry.filled_qty == pytest.approx(0.03)
+    leg = b.order("e7.p300.sl")
+    assert leg is not None and leg.status is OrderStatus.ACCEPTED  # already covers the 0.03 held
+    assert emu.stats.order_posts == posts and b.order("e7.sl") is None

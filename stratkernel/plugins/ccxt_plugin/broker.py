@@ -27,10 +27,10 @@ Guarantees, in the order an order meets them:
 
 Stop orders (``OrderType.STOP``) are sent as the venue's native stop (Binance ``STOP_LOSS``, or
 ``STOP_LOSS_LIMIT`` with a limit price). Binance spot cannot attach a stop-loss/take-profit bracket to an
-entry (``native_brackets = False``), so this broker protects each entry itself once it is done: the
-legs ``<id>.sl`` / ``<id>.tp`` go to the venue as one OCO order list (or a single order for one leg),
-like the paper broker's bracket legs. A partially filled entry that is still working is not protected
-until it is done.
+entry (``native_brackets = False``), so this broker protects each entry itself as it fills: the legs
+``<id>.sl`` / ``<id>.tp`` go to the venue as one OCO order list (or a single order for one leg), like the
+paper broker's bracket legs; while a partially filled entry is still working, interim legs cover what
+it has filled so far.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ class CcxtBroker:
         self._locks: dict[str, asyncio.Lock] = {}
         self._seen_trades: set[str] = set()
         self._orders_with_fills: set[str] = set()  # kernel ids whose venue trades were read in this process
-        self._bracketed: set[str] = set()  # entries whose protective legs were placed (or found) here
+        self._bracketed: set[str] = set()  # entries whose final protective legs were placed (or found) here
+        self._protected: dict[str, float] = {}  # entry id -> filled quantity its current legs were made for
         self._base_fees: dict[str, float] = {}  # entry id -> fees charged in the base asset (not held)
         self._avg_price: dict[str, tuple[float, float]] = {}  # symbol -> (qty, avg) from fills seen here
         self._last_price: dict[str, float] = {}
@@ -405,7 +406,7 @@ class CcxtBroker:
                 order.reason = "rejected by the venue"
             self.events.on_order_update(order)
         if self._needs_bracket(order):
-            await self._place_bracket(order)
+            await self._protect(order)
 
     # -- brackets -----------------------------------------------------------------------------------------
     def _needs_bracket(self, order: Order) -> bool:
@@ -413,12 +414,45 @@ class CcxtBroker:
         return (
             order.role == "entry"
             and (req.stop_loss is not None or req.take_profit is not None)
-            and order.filled_qty > 0
-            and not order.status.is_open  # protect the final quantity once the entry is done
             and order.id not in self._bracketed
+            and order.filled_qty > self._protected.get(order.id, 0.0) + 1e-12
         )
 
-    def _leg(self, entry: Order, role: str, qty: float) -> Order:
+    async def _protect(self, entry: Order) -> None:
+        """Keep what the entry has filled protected at the venue.
+
+        While the entry is still working, each new partial fill replaces the legs with legs for the whole
+        quantity held so far (ids ``<entry>.p<n>.sl`` / ``.tp``, ``n`` = filled quantity in steps). When
+        the entry is done, the final legs ``<entry>.sl`` / ``.tp`` replace them. That happens unless the
+        working legs already cover the final quantity (an entry cancelled after a partial fill), in
+        which case they stay.
+        """
+        final = not entry.status.is_open
+        self._protected[entry.id] = entry.filled_qty  # before any await: updates arriving meanwhile wait
+        if final:
+            self._bracketed.add(entry.id)
+        held = self._held_qty(entry)
+        working = [o for o in self._orders.values() if o.parent_id == entry.id and o.status.is_open]
+        if working and all(abs(o.request.qty - held) <= 1e-12 for o in working):
+            return
+        for leg in working:
+            await self.cancel(leg.id)  # the OCO sibling goes with the first; cancel() then notes it
+        if any(leg.filled_qty > 0 for leg in working):
+            # A leg executed while being replaced: the position it protected is (partly) gone; protecting
+            # the full entry again could sell coins that are no longer there.
+            log.warning("a protective leg of %s executed during replacement; not re-protecting", entry.id)
+            self._bracketed.add(entry.id)
+            return
+        spec = self.symbol_spec(entry.symbol)
+        step = spec.qty_step if spec is not None and spec.qty_step > 0 else 1e-8
+        await self._place_bracket(entry, held, "" if final else f"p{round(entry.filled_qty / step)}")
+
+    def _held_qty(self, entry: Order) -> float:
+        """What the entry's fills actually left in the account: minus fees taken in the coin, on the step."""
+        fee_in_base = self._base_fees.get(entry.id, 0.0)
+        return float(self.exchange.amount_to_precision(entry.symbol, max(entry.filled_qty - fee_in_base, 0.0)))
+
+    def _leg(self, entry: Order, role: str, qty: float, tag: str = "") -> Order:
         req = entry.request
         if role == "stop_loss":
             assert req.stop_loss is not None
@@ -433,10 +467,10 @@ class CcxtBroker:
                                    reduce_only=True, strategy=req.strategy, source=req.source)
             suffix = "tp"
         now = int(time.time() * 1000)
-        return Order(f"{entry.id}.{suffix}", leg_req, OrderStatus.PENDING, created_ts=now, updated_ts=now,
+        return Order(f"{entry.id}.{tag}.{suffix}" if tag else f"{entry.id}.{suffix}", leg_req, OrderStatus.PENDING, created_ts=now, updated_ts=now,
                      parent_id=entry.id, role=role)
 
-    async def _place_bracket(self, entry: Order) -> None:
+    async def _place_bracket(self, entry: Order, qty: float, tag: str = "") -> None:
         """Protect a filled entry at the venue: its stop-loss and take-profit as native orders.
 
         Both legs together go out as one OCO order list (Binance ``orderList/oco``): on spot a second,
@@ -444,12 +478,9 @@ class CcxtBroker:
         venue cancel the other leg when one executes. Leg ids are ``<entry id>.sl`` / ``.tp``, so a
         restarted broker finds legs it placed before instead of placing them twice.
         """
-        self._bracketed.add(entry.id)
         req = entry.request
-        fee_in_base = self._base_fees.get(entry.id, 0.0)
-        qty = float(self.exchange.amount_to_precision(req.symbol, max(entry.filled_qty - fee_in_base, 0.0)))
         roles = [r for r, p in (("stop_loss", req.stop_loss), ("take_profit", req.take_profit)) if p is not None]
-        legs = [self._leg(entry, role, qty) for role in roles]
+        legs = [self._leg(entry, role, qty, tag) for role in roles]
         for leg in legs:
             self._orders[venue_client_id(leg.id)] = leg
         # After a restart the legs may already be at the venue: adopt them, never place them twice.
@@ -494,7 +525,7 @@ class CcxtBroker:
         params: dict[str, Any] = {
             "symbol": market["id"], "side": sl.side.value.upper(),
             "quantity": self.exchange.amount_to_precision(entry.symbol, sl.request.qty),
-            "listClientOrderId": venue_client_id(f"{entry.id}.oco"), "newOrderRespType": "FULL",
+            "listClientOrderId": venue_client_id(f"{sl.id}.oco"), "newOrderRespType": "FULL",
         }
         params.update({f"above{k}": v for k, v in above.items()})
         params.update({f"below{k}": v for k, v in below.items()})
