@@ -114,8 +114,15 @@ async def _on_store(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_config(request: Request, exc: Exception) -> JSONResponse:
-    log.error("configuration problem while serving %s: %s", request.url.path, exc)
-    return error_response(500, "server configuration error")
+    # While serving a request, a ConfigError comes from a setting the caller sent (strategy params,
+    # risk limits): the server's own configuration is checked at startup, before any request.
+    assert isinstance(exc, ConfigError)
+    return error_response(
+        422,
+        str(exc),
+        code="invalid_value",
+        details=[{"loc": [exc.field], "msg": str(exc), "type": "invalid"}],
+    )
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -239,6 +239,11 @@ async def upload_script(request: Request, principal: Trader, name: StrategyName,
         )
     except StrategyError as exc:
         raise HTTPException(422, f"script refused: {exc}") from None
+    except ModuleNotFoundError as exc:
+        # A language whose sandbox runner is not installed in this build.
+        raise ValidationError(
+            "language", body.language, f"not available in this build ({exc.name} is missing)"
+        ) from None
     return jsonable(result)
 
 
@@ -390,13 +395,8 @@ async def flatten(request: Request, principal: Trader, body: Reason) -> list[Jso
 
 @router.patch("/risk/limits", tags=["risk"], summary="Change risk limits (audited)")
 async def set_limits(request: Request, principal: Admin, body: LimitChanges) -> Json:
-    from ..core.errors import ConfigError
-
-    try:
-        result = await _service(request).set_limits(body.changes, user=principal.username)
-    except ConfigError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return jsonable(result)
+    # A refused change raises ConfigError, answered 422 naming the limit.
+    return jsonable(await _service(request).set_limits(body.changes, user=principal.username))
 
 
 # ---- backtests -----------------------------------------------------------------------------------
