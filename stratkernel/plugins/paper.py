@@ -193,10 +193,9 @@ class PaperBroker:
 
     def on_market(self, data: Bar | Quote) -> None:
         if type(data) is Bar:
-            self._last[data.symbol] = data.close
-            if not self._working:
-                return
-            self._on_bar(data)
+            if self._working:
+                self._on_bar(data)
+            self._last[data.symbol] = data.close  # after fills: the bar ends at its close
         else:
             assert isinstance(data, Quote)
             self._quotes[data.symbol] = data
