@@ -710,3 +710,22 @@ async def test_entry_cancelled_after_a_partial_fill_keeps_its_legs(emu: Exchange
     leg = b.order("e7.p300.sl")
     assert leg is not None and leg.status is OrderStatus.ACCEPTED  # already covers the 0.03 held
     assert emu.stats.order_posts == posts and b.order("e7.sl") is None
+
+
+async def test_revoked_key_mid_session_is_visible_and_nothing_is_doubled(emu: ExchangeEmulator) -> None:
+    b, rec = await make_broker(emu, use_websocket=False, max_retries=2, poll_interval=0.1)
+    try:
+        emu.api_key = "rotated-key"  # the key stops working while the kernel runs
+        o = order("auth1", qty=0.01)
+        await b.submit(o)
+        # ccxt 4.5 treats Binance -2015 after a successful login as a temporary ban (a network-class
+        # error), so the order is in doubt, not refused: it stays PENDING and says why
+        assert o.status is OrderStatus.PENDING and "Invalid API-key" in o.reason
+        assert emu.stats.order_posts == 0
+        pf = await b.preflight()
+        assert not pf.trading_allowed and "Invalid API-key" in pf.reason
+        emu.api_key = "test-key"  # the key works again: the poller settles the order, nothing resent
+        await until(lambda: o.status is OrderStatus.REJECTED)
+        assert "never arrived" in o.reason and emu.stats.order_posts == 0 and rec.fills == []
+    finally:
+        await b.close()

@@ -134,6 +134,7 @@ class CcxtBroker:
         self._wake = asyncio.Event()
         self.ws_errors = 0
         self.last_cancel_error = ""
+        self._last_net_error: Exception | None = None
         self.poll_errors = 0
         # Every retry wait goes through here (tests replace it to see the delays chosen).
         self.sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
@@ -321,7 +322,8 @@ class CcxtBroker:
                     return
                 await self._apply(order, response, locked=True)
                 return
-            self._unresolved(order, f"venue unreachable after {self.max_retries + 1} attempts")
+            self._unresolved(order, f"venue unreachable after {self.max_retries + 1} attempts "
+                                    f"(last: {type(self._last_net_error).__name__}: {self._last_net_error})")
 
     def _unresolved(self, order: Order, why: str) -> None:
         """The venue could not be asked: the order stays PENDING until the poller finds out by client id."""
@@ -343,6 +345,9 @@ class CcxtBroker:
                 await self.cancel(leg.id)
 
     async def _wait_after(self, exc: Exception, backoff: Backoff, what: str, attempt: int) -> None:
+        # ccxt counts some answers as network trouble on purpose, e.g. Binance -2015 "Invalid API-key"
+        # after a successful login (a temporary IP ban, per ccxt); the text is kept for the order's reason.
+        self._last_net_error = exc
         delay = backoff.next_delay()
         if isinstance(exc, ccxt.DDoSProtection):  # 429/418: the venue says how long to wait
             delay = max(delay, retry_after_seconds(self.exchange))
