@@ -171,7 +171,12 @@ class PluginHost:
     # -- collecting components ------------------------------------------------------------------
     def collect(self) -> Registry:
         """Call every ``register_*`` hook, one plugin at a time so failures are attributed."""
-        for plugin_name, plugin in list(self.pm.list_name_plugin()):
+        # built-in plugins first, so a third party can never take over a built-in name
+        def builtin_first(item: tuple[str, object]) -> bool:
+            origin = self._origins.get(item[0])
+            return origin is None or origin.distribution != "stratkernel"
+
+        for plugin_name, plugin in sorted(self.pm.list_name_plugin(), key=builtin_first):
             if plugin is not None:
                 self._collect_from(plugin, plugin_name)
         self._collected = True

@@ -97,7 +97,10 @@ class PluginSlot(Slot):
                  params: dict[str, Any], state: dict[str, Any] | None) -> None:
         super().__init__(kernel, name, ref, symbol)
         self.cls = cls
-        self._file = inspect.getsourcefile(cls) or ""
+        try:
+            self._file = inspect.getsourcefile(cls) or ""
+        except (OSError, TypeError):  # defined in __main__ / -c: no file to point at
+            self._file = ""
         try:
             src = inspect.getsource(cls)
         except (OSError, TypeError):

@@ -1,0 +1,489 @@
+"""Every rule of the risk gate (issue 3), each cheap, each denying with a stable reason code.
+
+A rule has ``name``, ``stage`` (validation → state → order → portfolio → loss) and
+``check(req, view) -> Decision | None``. ``None`` passes; an approved Decision amends the request
+(the default stop-loss) and the gate goes on with it; a denied one stops the gate.
+
+Reducing orders (``reduce_only`` or shrinking the position the order is booked against) never pass
+through the size, exposure, margin, sizing, loss or cooldown checks: they cannot add risk, and a kill
+switch must always be able to flatten. They still pass validation, the trading state (HALTED stops
+everything new), the price collar and the rate limits.
+
+Stateful rules read the :class:`~stratkernel.core.risk.RiskManager`'s memory (loss tracker,
+cooldowns, rate windows, cached broker positions); they never mutate the kernel, except the loss
+rule, which trips the configured halt the moment an order sees equity beyond a limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .gateway import GateView, deny, reduces_position
+from .model import Decision, OrderRequest, OrderType, Side
+
+if TYPE_CHECKING:
+    from .risk import RiskManager
+    from .risk_state import RateState
+
+
+def is_opening(req: OrderRequest, view: GateView) -> bool:
+    """True when the order adds to (or opens, or flips) the position it is booked against."""
+    if req.reduce_only:
+        return False
+    pos = view.strategy_position(req.strategy, req.symbol) if req.strategy else view.position(req.symbol)
+    return not reduces_position(req, pos)
+
+
+def entry_price(req: OrderRequest, view: GateView) -> float | None:
+    """The price the order is expected to execute at: its own limit/stop price, else the last price."""
+    return req.limit_price or req.stop_price or view.last_price(req.symbol)
+
+
+def position_size(equity: float, entry: float, stop: float, risk_pct: float, *, contract_size: float = 1.0,
+                  kelly: float | None = None, qty_step: float = 0.0) -> float:
+    """Quantity that loses at most ``risk_pct`` % of ``equity`` if the stop is hit.
+
+    ``kelly`` (a fraction from :func:`kelly_fraction`, e.g. half-Kelly) caps the risked percentage:
+    the smaller of ``risk_pct`` and ``kelly * 100`` is used. ``qty_step`` rounds down to the venue step.
+    """
+    for name, v in (("equity", equity), ("entry", entry), ("stop", stop), ("risk_pct", risk_pct)):
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be finite and > 0, got {v!r}")
+    distance = abs(entry - stop) * contract_size
+    if distance == 0:
+        raise ValueError("stop must differ from entry")
+    pct = risk_pct if kelly is None else min(risk_pct, max(kelly, 0.0) * 100.0)
+    qty = equity * pct / 100.0 / distance
+    if qty_step > 0:
+        qty = math.floor(qty / qty_step + 1e-9) * qty_step
+    return qty
+
+
+def kelly_fraction(win_rate: float, payoff_ratio: float, *, scale: float = 1.0) -> float:
+    """Kelly fraction ``W - (1 - W) / R`` times ``scale`` (0.5 = half-Kelly), never below 0."""
+    if not 0.0 <= win_rate <= 1.0:
+        raise ValueError(f"win_rate must be in [0, 1], got {win_rate!r}")
+    if not math.isfinite(payoff_ratio) or payoff_ratio <= 0:
+        raise ValueError(f"payoff_ratio must be finite and > 0, got {payoff_ratio!r}")
+    return max(0.0, (win_rate - (1.0 - win_rate) / payoff_ratio) * scale)
+
+
+# -- order stage -------------------------------------------------------------------------------
+
+
+@dataclass
+class StopLossRule:
+    """Opening orders carry a stop-loss on the right side of the entry, at least the venue's minimum
+    stop distance away; a take-profit, when given, is on the other side. With ``default`` set to
+    ``"fixed"`` or ``"atr"`` a missing stop is attached instead of refused."""
+
+    name: str = "stop_loss"
+    stage: str = "order"
+    required: bool = True
+    default: str = "none"  # none | fixed | atr
+    fixed_distance: float = 0.0
+    atr_multiple: float = 2.0
+    atr_period: int = 14
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if not is_opening(req, view):
+            return None
+        entry = entry_price(req, view)
+        amended: Decision | None = None
+        if req.stop_loss is None:
+            if self.default == "none":
+                if self.required:
+                    return deny(req, self.name, "stop_loss_missing", "an opening order must carry a stop_loss")
+                return self._check_tp(req, entry)
+            if entry is None:
+                return deny(req, self.name, "stop_loss_missing",
+                            "no stop_loss given and no price to place the default stop from")
+            if self.default == "atr":
+                atr = view.indicator_value(req.symbol, "atr", self.atr_period)
+                if atr is None or not atr > 0:
+                    return deny(req, self.name, "stop_loss_missing",
+                                f"no stop_loss given and ATR({self.atr_period}) is not available yet")
+                distance = atr * self.atr_multiple
+            else:
+                distance = self.fixed_distance
+            spec = view.symbol_spec(req.symbol)
+            if spec is not None and spec.min_stop_distance > distance:
+                distance = spec.min_stop_distance
+            stop = entry - distance if req.side is Side.BUY else entry + distance
+            if not stop > 0:
+                return deny(req, self.name, "stop_loss_missing",
+                            f"the default stop ({self.default}, distance {distance}) would be at {stop}",
+                            entry=entry, distance=distance)
+            req = req.with_(stop_loss=stop)
+            amended = Decision(True, "default_stop", f"attached default stop_loss {stop:.8g}", req, self.name,
+                               {"stop_loss": stop, "distance": distance, "mode": self.default})
+        if entry is None:
+            return amended
+        sl = req.stop_loss
+        assert sl is not None
+        if req.side is Side.BUY and sl >= entry:
+            return deny(req, self.name, "stop_loss_wrong_side", f"buy stop_loss {sl} must be below entry {entry}",
+                        stop_loss=sl, entry=entry)
+        if req.side is Side.SELL and sl <= entry:
+            return deny(req, self.name, "stop_loss_wrong_side", f"sell stop_loss {sl} must be above entry {entry}",
+                        stop_loss=sl, entry=entry)
+        spec = view.symbol_spec(req.symbol)
+        if spec is not None and spec.min_stop_distance and abs(entry - sl) < spec.min_stop_distance - 1e-12:
+            return deny(req, self.name, "stop_loss_too_close",
+                        f"stop_loss {sl} is {abs(entry - sl):.8g} from entry {entry}; the broker's minimum is "
+                        f"{spec.min_stop_distance}", stop_loss=sl, entry=entry, min_distance=spec.min_stop_distance)
+        return self._check_tp(req, entry) or amended
+
+    def _check_tp(self, req: OrderRequest, entry: float | None) -> Decision | None:
+        tp = req.take_profit
+        if tp is None or entry is None:
+            return None
+        if req.side is Side.BUY and tp <= entry:
+            return deny(req, self.name, "take_profit_wrong_side", f"buy take_profit {tp} must be above entry {entry}",
+                        take_profit=tp, entry=entry)
+        if req.side is Side.SELL and tp >= entry:
+            return deny(req, self.name, "take_profit_wrong_side", f"sell take_profit {tp} must be below entry {entry}",
+                        take_profit=tp, entry=entry)
+        return None
+
+
+@dataclass
+class OrderSizeRule:
+    """Maximum quantity and maximum notional (qty x price x contract size) of one opening order."""
+
+    name: str = "order_size"
+    stage: str = "order"
+    max_qty: float = math.inf
+    max_notional: float = math.inf
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if req.qty <= self.max_qty and self.max_notional == math.inf:
+            return None
+        if not is_opening(req, view):
+            return None
+        if req.qty > self.max_qty:
+            return deny(req, self.name, "max_order_qty", f"qty {req.qty} exceeds the maximum {self.max_qty}",
+                        qty=req.qty, limit=self.max_qty)
+        price = entry_price(req, view)
+        if price is None:
+            return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the order's notional")
+        spec = view.symbol_spec(req.symbol)
+        notional = req.qty * price * (spec.contract_size if spec is not None else 1.0)
+        if notional > self.max_notional:
+            return deny(req, self.name, "max_order_notional",
+                        f"notional {notional:.2f} exceeds the maximum {self.max_notional}",
+                        notional=notional, limit=self.max_notional)
+        return None
+
+
+@dataclass
+class PriceCollarRule:
+    """A limit/stop price more than ``max_deviation`` (fraction) from the last price is refused; a
+    market order is refused when the last quote or bar is older than ``stale_ms`` (reduce-only orders
+    are exempt from the staleness check so that positions can always be flattened)."""
+
+    name: str = "price_collar"
+    stage: str = "order"
+    max_deviation: float | None = None
+    stale_ms: int | None = None
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if req.type is OrderType.MARKET:
+            if self.stale_ms is None or req.reduce_only:
+                return None
+            ts = view.last_quote_ms(req.symbol)
+            if ts is None:
+                return deny(req, self.name, "no_price", f"no quote for {req.symbol} yet: market order refused")
+            age = view.now_ms() - ts
+            if age > self.stale_ms:
+                return deny(req, self.name, "stale_quote",
+                            f"last quote for {req.symbol} is {age / 1000:.1f}s old (limit {self.stale_ms / 1000:g}s)",
+                            age_ms=age, limit_ms=self.stale_ms)
+            return None
+        if self.max_deviation is None:
+            return None
+        last = view.last_price(req.symbol)
+        if last is None:
+            return deny(req, self.name, "no_price", f"no last price for {req.symbol} to check the order price")
+        price = req.limit_price if req.type is OrderType.LIMIT else req.stop_price
+        assert price is not None
+        dev = abs(price - last) / last
+        if dev > self.max_deviation:
+            return deny(req, self.name, "price_collar",
+                        f"{req.type.value} price {price} is {dev * 100:.2f}% from the last price {last} "
+                        f"(limit {self.max_deviation * 100:g}%)", price=price, last=last, deviation=dev,
+                        limit=self.max_deviation)
+        return None
+
+
+def _rate_key(req: OrderRequest) -> str:
+    return req.strategy or req.source or "manual"
+
+
+def _fingerprint(req: OrderRequest, key: str) -> tuple[Any, ...]:
+    return (key, req.symbol, req.side, req.qty, req.type, req.limit_price, req.stop_price)
+
+
+@dataclass
+class RateRule:
+    """Orders per second and per minute, per strategy (or source for manual orders) and in total,
+    and the duplicate guard (same strategy, symbol, side, qty, type and price within ``dup_window_ms``).
+
+    Only approved orders count: :class:`RateCommitRule`, the very last rule of the gate, records them.
+    """
+
+    state: RateState
+    name: str = "rate"
+    stage: str = "order"
+    per_second: int | None = None
+    per_minute: int | None = None
+    total_per_second: int | None = None
+    total_per_minute: int | None = None
+    dup_window_ms: int = 0
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        now = view.now_ms()
+        key = _rate_key(req)
+        st = self.state
+        if self.dup_window_ms:
+            last = st.recent.get(_fingerprint(req, key))
+            if last is not None and now - last < self.dup_window_ms:
+                return deny(req, self.name, "duplicate_order",
+                            f"same order from {key} {now - last} ms ago (guard {self.dup_window_ms} ms)",
+                            key=key, since_ms=now - last)
+        for scope, window, ps, pm in ((key, st.by_key.get(key), self.per_second, self.per_minute),
+                                      ("total", st.total, self.total_per_second, self.total_per_minute)):
+            if window is None or (ps is None and pm is None):
+                continue
+            sec, minute = window.counts(now, ps if ps is not None else 1 << 30)
+            if ps is not None and sec >= ps:
+                return deny(req, self.name, "rate_per_second", f"{scope}: {sec} orders in the last second (max {ps})",
+                            scope=scope, count=sec, limit=ps)
+            if pm is not None and minute >= pm:
+                return deny(req, self.name, "rate_per_minute", f"{scope}: {minute} orders in the last minute (max {pm})",
+                            scope=scope, count=minute, limit=pm)
+        return None
+
+
+@dataclass
+class RateCommitRule:
+    """Records an order that passed every other rule (it is the gate's last rule); never denies."""
+
+    rate: RateRule
+    name: str = "rate_commit"
+    stage: str = "loss"
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        r = self.rate
+        key = _rate_key(req)
+        r.state.record(key, _fingerprint(req, key) if r.dup_window_ms else None, view.now_ms(), r.dup_window_ms)
+        return None
+
+
+# -- portfolio stage ---------------------------------------------------------------------------
+
+
+@dataclass
+class PositionLimitRule:
+    """The account's net position per symbol may not exceed ``max_qty`` (or ``max_notional``) in size."""
+
+    name: str = "position_limit"
+    stage: str = "portfolio"
+    max_qty: float = math.inf
+    max_notional: float = math.inf
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        net = view.position(req.symbol).qty
+        after = net + req.signed_qty
+        if abs(after) <= abs(net) + 1e-12:
+            return None
+        if abs(after) > self.max_qty + 1e-12:
+            return deny(req, self.name, "max_position", f"position in {req.symbol} would be {after:g} "
+                        f"(max {self.max_qty:g})", position=net, after=after, limit=self.max_qty)
+        if self.max_notional < math.inf:
+            price = entry_price(req, view)
+            if price is None:
+                return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the position")
+            value = abs(after) * price
+            if value > self.max_notional:
+                return deny(req, self.name, "max_position_notional",
+                            f"position value in {req.symbol} would be {value:.2f} (max {self.max_notional:g})",
+                            value=value, limit=self.max_notional)
+        return None
+
+
+@dataclass
+class ExposureRule:
+    """Gross exposure (sum of |position| x price over symbols) and leverage (gross / equity) after the order."""
+
+    manager: RiskManager
+    name: str = "exposure"
+    stage: str = "portfolio"
+    max_gross: float = math.inf
+    max_leverage: float = math.inf
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        net = view.position(req.symbol).qty
+        after = net + req.signed_qty
+        if abs(after) <= abs(net) + 1e-12:
+            return None
+        price = entry_price(req, view)
+        if price is None:
+            return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the exposure")
+        spec = view.symbol_spec(req.symbol)
+        cs = spec.contract_size if spec is not None else 1.0
+        gross = self.manager.gross_exposure() + (abs(after) - abs(net)) * price * cs
+        if gross > self.max_gross:
+            return deny(req, self.name, "max_gross_exposure", f"gross exposure would be {gross:.2f} "
+                        f"(max {self.max_gross:g})", gross=gross, limit=self.max_gross)
+        if self.max_leverage < math.inf:
+            equity = self.manager.equity()
+            lev = math.inf if equity <= 0 else gross / equity
+            if lev > self.max_leverage:
+                return deny(req, self.name, "max_leverage", f"leverage would be {lev:.2f}x (max {self.max_leverage:g}x)",
+                            leverage=lev, gross=gross, equity=equity, limit=self.max_leverage)
+        return None
+
+
+@dataclass
+class OpenPositionsRule:
+    """At most ``max_open`` symbols with an open position, counted from the broker's own positions
+    (manual trades and other bots included) as well as the kernel's."""
+
+    manager: RiskManager
+    name: str = "open_positions"
+    stage: str = "portfolio"
+    max_open: int = 1 << 30
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if not is_opening(req, view):
+            return None
+        sym = req.symbol
+        m = self.manager
+        if not view.position(sym).is_flat or sym in m.broker_symbols:
+            return None  # adds to a symbol that is already open: no new position
+        count = max(view.broker_open_positions(), len(m.broker_symbols))
+        if count >= self.max_open:
+            return deny(req, self.name, "max_open_positions",
+                        f"{count} positions are open (max {self.max_open}); {sym} would open another",
+                        open=count, limit=self.max_open)
+        return None
+
+
+@dataclass
+class RiskPerTradeRule:
+    """An opening order may risk at most ``max_pct`` % of equity: qty x |entry - stop| x contract size."""
+
+    manager: RiskManager
+    name: str = "risk_per_trade"
+    stage: str = "portfolio"
+    max_pct: float = 1.0
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if not is_opening(req, view):
+            return None
+        entry = entry_price(req, view)
+        if req.stop_loss is None or entry is None:
+            return deny(req, self.name, "risk_unknown", "cannot size the risk without a stop_loss and a price")
+        spec = view.symbol_spec(req.symbol)
+        risk = req.qty * abs(entry - req.stop_loss) * (spec.contract_size if spec is not None else 1.0)
+        equity = self.manager.equity()
+        allowed = equity * self.max_pct / 100.0
+        if risk > allowed + 1e-9:
+            return deny(req, self.name, "risk_per_trade", f"the order risks {risk:.2f} at its stop, more than "
+                        f"{self.max_pct:g}% of equity ({allowed:.2f})", risk=risk, allowed=allowed, equity=equity)
+        return None
+
+
+@dataclass
+class MarginRule:
+    """Required margin (notional x the symbol's margin rate) within ``free_fraction`` of the broker's
+    free margin, and the margin level (equity / margin used, %) not pushed below ``min_level``."""
+
+    name: str = "margin"
+    stage: str = "portfolio"
+    free_fraction: float | None = None
+    min_level: float | None = None
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if not is_opening(req, view):
+            return None
+        price = entry_price(req, view)
+        if price is None:
+            return deny(req, self.name, "no_price", f"no price for {req.symbol} to compute the margin")
+        spec = view.symbol_spec(req.symbol)
+        rate, cs = (spec.margin_rate, spec.contract_size) if spec is not None else (1.0, 1.0)
+        required = req.qty * price * cs * rate
+        acct = view.account()
+        if self.free_fraction is not None and required > acct.free_margin * self.free_fraction:
+            return deny(req, self.name, "margin_insufficient",
+                        f"required margin {required:.2f} exceeds {self.free_fraction * 100:g}% of free margin "
+                        f"{acct.free_margin:.2f}", required=required, free_margin=acct.free_margin)
+        if self.min_level is not None:
+            used = acct.margin_used + required
+            level = math.inf if used <= 0 else acct.equity / used * 100.0
+            if level < self.min_level:
+                return deny(req, self.name, "margin_level", f"margin level would fall to {level:.1f}% "
+                            f"(minimum {self.min_level:g}%)", level=level, limit=self.min_level)
+        return None
+
+
+# -- loss stage --------------------------------------------------------------------------------
+
+
+@dataclass
+class LossLimitRule:
+    """No opening order while a loss limit holds; checks equity at the order itself, so a loss made
+    between two bars trips the limit before the next entry rather than after it."""
+
+    manager: RiskManager
+    name: str = "loss_limit"
+    stage: str = "loss"
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if not is_opening(req, view):
+            return None
+        lock = self.manager.check_loss_now()
+        if lock is None:
+            return None
+        return deny(req, self.name, "loss_limit", f"loss limit holds: {lock.reason}", metric=lock.metric,
+                    loss=lock.loss, limit=lock.limit, until=lock.until)
+
+
+@dataclass
+class CooldownRule:
+    """After a stop-loss hit, no new entry on that symbol for ``bars`` bars and/or ``ms`` milliseconds;
+    a symbol (or everything) locked after repeated stop-losses stays closed to entries until the lock ends."""
+
+    manager: RiskManager
+    name: str = "cooldown"
+    stage: str = "loss"
+    bars: int = 0
+    ms: int = 0
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        cd = self.manager.cooldowns
+        now = view.now_ms()
+        st = cd.by_symbol.get(req.symbol)
+        if st is None and cd.global_until <= now:
+            return None
+        if not is_opening(req, view):
+            return None
+        if cd.global_until > now:
+            return deny(req, self.name, "locked", f"all entries locked after repeated stop-losses for another "
+                        f"{(cd.global_until - now) / 60000:.1f} min", until=cd.global_until)
+        assert st is not None
+        if st.locked_until > now:
+            return deny(req, self.name, "symbol_locked", f"{req.symbol} locked after repeated stop-losses for "
+                        f"another {(st.locked_until - now) / 60000:.1f} min", until=st.locked_until)
+        if self.bars and st.last_bar >= 0:
+            since = cd.bars.get(req.symbol, 0) - st.last_bar
+            if since < self.bars:
+                return deny(req, self.name, "cooldown", f"{req.symbol}: stop-loss hit {since} bars ago "
+                            f"(cooldown {self.bars} bars)", bars_since=since, limit_bars=self.bars)
+        if self.ms and st.last_ts and now - st.last_ts < self.ms:
+            return deny(req, self.name, "cooldown", f"{req.symbol}: stop-loss hit {(now - st.last_ts) / 60000:.1f} min "
+                        f"ago (cooldown {self.ms / 60000:g} min)", since_ms=now - st.last_ts, limit_ms=self.ms)
+        return None
