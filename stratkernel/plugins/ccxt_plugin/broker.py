@@ -103,7 +103,7 @@ class CcxtBroker:
     """A :class:`~stratkernel.core.broker.Broker` over ccxt (async + pro). See the module docstring."""
 
     name = "ccxt"
-    native_brackets = False  # Binance spot has no attached SL/TP: the kernel manages brackets
+    native_brackets = False  # the venue cannot attach SL/TP to an entry: this broker places the legs itself
     native_stops = True  # OrderType.STOP is sent as the venue's stop order
 
     def __init__(self, config: dict[str, Any], events: BrokerEvents) -> None:
@@ -129,6 +129,7 @@ class CcxtBroker:
         self._base_fees: dict[str, float] = {}  # entry id -> fees charged in the base asset (not held)
         self._avg_price: dict[str, tuple[float, float]] = {}  # symbol -> (qty, avg) from fills seen here
         self._last_price: dict[str, float] = {}
+        self._ticker_at: dict[str, float] = {}  # symbol -> monotonic time of the last ticker read
         self._tasks: list[asyncio.Task[None]] = []
         self._ws_healthy = False
         self._wake = asyncio.Event()
@@ -223,11 +224,13 @@ class CcxtBroker:
             return req.limit_price
         if req.stop_price is not None:
             return req.stop_price
+        seen = self._ticker_at.get(req.symbol, -math.inf)
         last = self._last_price.get(req.symbol)
-        if last is None:
+        if last is None or time.monotonic() - seen > 10.0:  # a market order's notional needs a fresh price
             ticker = await self._call(f"ticker {req.symbol}", lambda: self.exchange.fetch_ticker(req.symbol))
             last = float(ticker.get("last") or ticker.get("close") or 0.0)
             self._last_price[req.symbol] = last
+            self._ticker_at[req.symbol] = time.monotonic()
         return last
 
     async def _check_precision(self, req: OrderRequest) -> None:
