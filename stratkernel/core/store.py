@@ -164,7 +164,11 @@ class Store:
         except Exception as exc:  # aiosqlite raises sqlite3 errors
             raise StoreError(f"cannot open database {p}: {exc}") from exc
         store = cls(db, p)
-        await store.migrate("kernel", MIGRATIONS)
+        try:
+            await store.migrate("kernel", MIGRATIONS)
+        except BaseException:
+            await db.close()
+            raise
         async with db.execute("SELECT COALESCE(MAX(seq), 0) FROM fills") as cur:
             row = await cur.fetchone()
             store._fill_seq = int(row[0]) if row else 0
