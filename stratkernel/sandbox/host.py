@@ -96,7 +96,7 @@ class CallResult:
     state: dict[str, Any] | None = None
     error: StrategyError | None = None
     cpu_ms: int = 0  # the worker's total CPU time so far
-    rss_mb: float = 0.0  # the worker's peak RSS so far
+    rss_mb: float = 0.0  # the highest worker RSS sampled so far (parent polls + worker reports)
 
 
 class _Kill(Exception):
@@ -477,6 +477,17 @@ class ScriptHost:
             self._check_memory(time.monotonic(), force=False)
             return msg
 
+    def _note_rss(self, rss_mb: float) -> float:
+        """Peak RSS over every sample (the parent's polls and the worker's own reports)."""
+        self._peak_rss_mb = max(self._peak_rss_mb, rss_mb)
+        if rss_mb > self.limits.memory_mb:
+            raise _Kill(
+                StrategyError(
+                    "limit", f"memory limit exceeded: RSS {rss_mb:.0f} MiB > {self.limits.memory_mb} MiB"
+                )
+            )
+        return self._peak_rss_mb
+
     def _check_memory(self, now: float, *, force: bool) -> None:
         if not force and now - self._last_rss_check < _RSS_EVERY_S:
             return
@@ -573,7 +584,7 @@ class ScriptHost:
             "upto": upto,
             "logs": logs,
             "cpu_ms": cpu_ms if type(cpu_ms) is int else 0,
-            "rss_mb": max(self._peak_rss_mb, rss_kb / 1024 if type(rss_kb) is int else 0.0),
+            "rss_mb": self._note_rss(rss_kb / 1024 if type(rss_kb) is int and rss_kb > 0 else 0.0),
         }
         if reply.get("ok") is not True:
             err = StrategyError(**self._error_fields(reply.get("error"), default_kind="runtime"))

@@ -220,6 +220,8 @@ class Runtime:
         self.ctx = Context(self)
         self.last_state = "{}"
         self.beats = 0
+        self.statm_fd = -1
+        self.page_kb = mmap.PAGESIZE // 1024
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
@@ -398,6 +400,16 @@ class Runtime:
             "runtime", f"{type(exc).__name__}: {text}" if text else type(exc).__name__, line=line
         )
 
+    def rss_kb(self) -> int:
+        """Current RSS from /proc/self/statm, opened before confinement (ru_maxrss would include the
+        kernel process's RSS at fork time: Linux carries the high-water mark across execve)."""
+        if self.statm_fd < 0:
+            return 0
+        try:
+            return int(os.pread(self.statm_fd, 128, 0).split()[1]) * self.page_kb
+        except (OSError, IndexError, ValueError):
+            return 0
+
     def finish(self, upto: int, error: StrategyError | None) -> dict[str, Any]:
         if error is None and self.fatal is not None:
             error = self.fatal
@@ -426,7 +438,7 @@ class Runtime:
             "upto": upto,
             "logs": logs,
             "cpu_ms": int((usage.ru_utime + usage.ru_stime) * 1000),
-            "rss_kb": int(usage.ru_maxrss),
+            "rss_kb": self.rss_kb(),
         }
         if error is not None:
             out.update(ok=False, error=error.as_dict(), orders=[], cancels=[])
@@ -618,6 +630,7 @@ def main() -> None:
     os.close(hb_fd)
     beat = memoryview(page).cast("q")
     rt = Runtime(rfd, wfd, beat, limits)
+    rt.statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
     # Warm up everything a script can trigger lazily (compiler, json, statistics) before the doors close.
     warm = compile_script(
         "import math\nimport statistics\nx = statistics.mean([1.0, 2.0]) + math.sqrt(4)\n"
@@ -628,7 +641,9 @@ def main() -> None:
     json.dumps({"a": [1.5, "x"]})
     sys.setrecursionlimit(int(limits.get("recursion_limit", 1000)))
     report = confine(
-        memory_mb=int(limits["memory_mb"]), cpu_seconds=int(limits["cpu_seconds"]), keep_fds=max(rfd, wfd) + 1
+        memory_mb=int(limits["memory_mb"]),
+        cpu_seconds=int(limits["cpu_seconds"]),
+        keep_fds=max(rfd, wfd, rt.statm_fd) + 1,
     )
     rt.send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": report})
     while True:

@@ -30,7 +30,13 @@ def snapshot(qty: float = 0.0, avg: float = 0.0, cash: float = 100_000.0) -> dic
     positions = {SYMBOL: {"symbol": SYMBOL, "qty": qty, "avg_price": avg, "realized_pnl": 0.0}} if qty else {}
     return {
         "positions": positions,
-        "account": {"cash": cash, "equity": cash, "margin_used": 0.0, "free_margin": cash, "currency": "USD",
-                    "leverage": 1.0},
+        "account": {
+            "cash": cash,
+            "equity": cash,
+            "margin_used": 0.0,
+            "free_margin": cash,
+            "currency": "USD",
+            "leverage": 1.0,
+        },
         "open_orders": [],
     }

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sandbox_support import make_series, snapshot
 
 from stratkernel.sandbox.host import ScriptHost
-
-from sandbox_support import make_series, snapshot
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "stratkernel"
 
@@ -61,7 +60,10 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     canary.write_text("CANARY-probe-secret")
     proc = subprocess.run(
         [sys.executable, "-I", "-c", PROBE, str(PACKAGE_DIR), str(canary), str(os.getpid())],
-        capture_output=True, env={}, timeout=60, close_fds=True,
+        capture_output=True,
+        env={},
+        timeout=60,
+        close_fds=True,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     return json.loads(proc.stdout)
@@ -69,8 +71,15 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_confinement_steps_hold_on_this_machine(probe: dict) -> None:
     report = probe["report"]
-    for step in ("RLIMIT_CORE", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_AS", "RLIMIT_CPU",
-                 "seccomp"):
+    for step in (
+        "RLIMIT_CORE",
+        "RLIMIT_FSIZE",
+        "RLIMIT_NOFILE",
+        "RLIMIT_NPROC",
+        "RLIMIT_AS",
+        "RLIMIT_CPU",
+        "seccomp",
+    ):
         assert report[step] == "ok", report
     if "drop_root" in report:
         assert report["drop_root"] == "ok" and probe["uid"] == 65534
@@ -78,8 +87,20 @@ def test_confinement_steps_hold_on_this_machine(probe: dict) -> None:
 
 @pytest.mark.parametrize(
     "action",
-    ["read_canary", "read_passwd", "write_file", "list_dir", "socket", "socket_unix", "fork", "exec",
-     "kill_parent", "kill_all", "mkdir", "unlink"],
+    [
+        "read_canary",
+        "read_passwd",
+        "write_file",
+        "list_dir",
+        "socket",
+        "socket_unix",
+        "fork",
+        "exec",
+        "kill_parent",
+        "kill_all",
+        "mkdir",
+        "unlink",
+    ],
 )
 def test_confined_process_cannot(probe: dict, action: str) -> None:
     assert probe[action].startswith("denied"), probe
@@ -100,8 +121,13 @@ def test_worker_runs_with_empty_environment_and_only_its_pipes(make_host: Callab
     assert host._proc is not None
     pid = host._proc.pid
     assert Path(f"/proc/{pid}/environ").read_bytes() == b""
-    fds = sorted(int(x) for x in os.listdir(f"/proc/{pid}/fd"))
-    assert len(fds) <= 6, fds  # /dev/null on 0-2, the two protocol pipes (and nothing inherited)
+    targets = sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+    # /dev/null on 0-2, the two protocol pipes, the heartbeat page, its own statm; nothing inherited
+    assert targets.count("/dev/null") == 3
+    assert sum(t.startswith("pipe:") for t in targets) == 2
+    assert sum("stratkernel-heartbeat" in t for t in targets) == 1
+    assert sum(t.endswith("/statm") for t in targets) == 1
+    assert len(targets) == 7, targets
     assert os.getpgid(pid) == pid  # own session / process group
     status = Path(f"/proc/{pid}/status").read_text()
     assert "Seccomp:\t2" in status

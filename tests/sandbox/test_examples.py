@@ -6,12 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sandbox_support import SYMBOL, make_series, snapshot
 
 from stratkernel.core.backtest import run_backtest
 from stratkernel.core.model import Fill, Side
 from stratkernel.sandbox.host import ScriptHost
-
-from sandbox_support import SYMBOL, make_series, snapshot
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "user_strategies"
 
@@ -66,8 +65,17 @@ def _drive(host: ScriptHost, start: int, stop: int, state: dict | None, data) ->
                 break
             qty += req.qty if req.side is Side.BUY else -req.qty
             fills += 1
-            fill = Fill(f"f{fills}", req.client_id, SYMBOL, req.side, req.qty, float(data.open[i]), 0.0,
-                        int(data.ts[i]), "counter")
+            fill = Fill(
+                f"f{fills}",
+                req.client_id,
+                SYMBOL,
+                req.side,
+                req.qty,
+                float(data.open[i]),
+                0.0,
+                int(data.ts[i]),
+                "counter",
+            )
             fres = host.fill(fill, snapshot(qty=qty, avg=100.0))
             assert fres.error is None, fres.error
             last = fres.state if fres.state is not None else last
@@ -75,7 +83,8 @@ def _drive(host: ScriptHost, start: int, stop: int, state: dict | None, data) ->
 
 
 def test_state_counter_carries_its_statistics_across_a_restart(
-    make_host: Callable[..., ScriptHost], data  # type: ignore[no-untyped-def]
+    make_host: Callable[..., ScriptHost],
+    data,  # type: ignore[no-untyped-def]
 ) -> None:
     source = (SCRIPTS / "state_counter.py").read_text()
     first = make_host(source, name="counter", data=data)

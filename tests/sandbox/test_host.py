@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from sandbox_support import SYMBOL, make_series, snapshot
 
 from stratkernel.core.context import IndicatorEngine
 from stratkernel.core.data import BarSeries
@@ -14,8 +15,6 @@ from stratkernel.core.errors import StrategyError, ValidationError
 from stratkernel.core.model import Fill, OrderType, Side
 from stratkernel.core.plugins import PluginHost
 from stratkernel.sandbox.host import SandboxLimits, ScriptHost
-
-from sandbox_support import SYMBOL, make_series, snapshot
 
 Make = Callable[..., ScriptHost]
 
@@ -58,8 +57,9 @@ def test_version_params_and_callbacks(make_host: Make) -> None:
         ("import os\ndef on_bar(ctx, bar):\n    pass\n", None, "policy", 1, "os"),
     ],
 )
-def test_load_refusals(make_host: Make, source: str, params: dict | None, kind: str, line: int | None,
-                       needle: str) -> None:
+def test_load_refusals(
+    make_host: Make, source: str, params: dict | None, kind: str, line: int | None, needle: str
+) -> None:
     host = make_host(source, name="bad")
     with pytest.raises(StrategyError) as info:
         host.load(params)
@@ -79,7 +79,14 @@ def test_run_stops_at_the_first_bar_with_requests(make_host: Make, series: BarSe
     assert r1.error is None and r1.upto == 5
     (o,) = r1.orders
     assert (o.client_id, o.strategy, o.source, o.symbol, o.side, o.qty, o.type) == (
-        "r1", "five", "script", SYMBOL, Side.BUY, 2.0, OrderType.MARKET)
+        "r1",
+        "five",
+        "script",
+        SYMBOL,
+        Side.BUY,
+        2.0,
+        OrderType.MARKET,
+    )
     assert o.stop_loss == pytest.approx(float(series.close[5]) * 0.9)
     assert o.take_profit == pytest.approx(float(series.close[5]) * 1.2)
     assert o.tag == "t"
@@ -169,7 +176,9 @@ def test_close_when_flat_returns_none(make_host: Make, series: BarSeries) -> Non
     assert r.orders == [] and r.logs == ["None", "None"] and r.upto == 1
 
 
-def test_indicator_values_match_the_kernel_engine(make_host: Make, plugins: PluginHost, series: BarSeries) -> None:
+def test_indicator_values_match_the_kernel_engine(
+    make_host: Make, plugins: PluginHost, series: BarSeries
+) -> None:
     src = "def on_bar(ctx, bar):\n    v = ctx.indicator('rsi', 14)\n    ctx.log('na' if v is None else repr(v))\n"
     host = loaded(make_host, src)
     host.set_series(series)
@@ -197,7 +206,9 @@ def test_a_raising_callback_loses_its_orders_and_names_the_line(make_host: Make,
 
 
 def test_error_in_a_later_bar_reports_the_last_completed_bar(make_host: Make, series: BarSeries) -> None:
-    host = loaded(make_host, "def on_bar(ctx, bar):\n    if ctx.bar_index == 7:\n        raise ValueError('boom')\n")
+    host = loaded(
+        make_host, "def on_bar(ctx, bar):\n    if ctx.bar_index == 7:\n        raise ValueError('boom')\n"
+    )
     host.set_series(series)
     r = host.run(0, 20, snapshot())
     assert r.error is not None and r.error.line == 3 and r.upto == 6
@@ -222,8 +233,10 @@ def test_invalid_order_requests_are_runtime_errors_at_the_line(make_host: Make, 
 
 
 def test_state_survives_as_json_and_is_capped(make_host: Make, series: BarSeries) -> None:
-    src = ("def on_bar(ctx, bar):\n    ctx.state['n'] = ctx.state.get('n', 0) + 1\n"
-           "    if ctx.state['n'] == 3:\n        ctx.state['big'] = 'x' * ctx.params['size']\n")
+    src = (
+        "def on_bar(ctx, bar):\n    ctx.state['n'] = ctx.state.get('n', 0) + 1\n"
+        "    if ctx.state['n'] == 3:\n        ctx.state['big'] = 'x' * ctx.params['size']\n"
+    )
     small = loaded(make_host, "PARAMS = {'size': 10}\n" + src)
     small.set_series(series)
     assert small.start(snapshot(), {"n": 0, "keep": [1, "a"]}).state is None  # unchanged
@@ -238,8 +251,11 @@ def test_state_survives_as_json_and_is_capped(make_host: Make, series: BarSeries
 
 def test_logs_are_capped_per_call(make_host: Make, series: BarSeries) -> None:
     lim = SandboxLimits(max_log_lines_per_call=5, max_log_bytes_per_call=100)
-    host = loaded(make_host, "def on_bar(ctx, bar):\n    for i in range(20):\n        ctx.log(i, 'y' * 30)\n",
-                  limits=lim)
+    host = loaded(
+        make_host,
+        "def on_bar(ctx, bar):\n    for i in range(20):\n        ctx.log(i, 'y' * 30)\n",
+        limits=lim,
+    )
     host.set_series(series)
     r = host.run(0, 1, snapshot())
     assert r.error is None
@@ -272,8 +288,12 @@ def test_a_slow_bar_inside_a_batch_breaks_the_per_callback_budget(make_host: Mak
 def test_live_bars_with_incremental_indicators(make_host: Make, plugins: PluginHost) -> None:
     data = make_series(12)
     engine = IndicatorEngine(plugins.registry)
-    host = ScriptHost("def on_bar(ctx, bar):\n    ctx.log(repr(ctx.indicator('sma', 3)), ctx.history('close', 2))\n",
-                      name="live", indicators=engine.provider(SYMBOL), symbol=SYMBOL)
+    host = ScriptHost(
+        "def on_bar(ctx, bar):\n    ctx.log(repr(ctx.indicator('sma', 3)), ctx.history('close', 2))\n",
+        name="live",
+        indicators=engine.provider(SYMBOL),
+        symbol=SYMBOL,
+    )
     try:
         host.load()
         host.start(snapshot(), None)

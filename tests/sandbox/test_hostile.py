@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sandbox_support import make_series, snapshot
 
 from stratkernel.core.errors import StrategyError
 from stratkernel.sandbox.host import CallResult, ScriptHost
-
-from sandbox_support import make_series, snapshot
 
 HOSTILE = Path(__file__).with_name("hostile")
 FILES = sorted(HOSTILE.glob("*.py"))
@@ -107,7 +106,9 @@ def test_hostile_script_is_refused_or_contained(
 
 
 def test_kernel_and_other_scripts_keep_running(make_host: Callable[..., ScriptHost]) -> None:
-    good_src = "def on_bar(ctx, bar):\n    if ctx.bar_index == 5:\n        ctx.buy(1, stop_loss=bar.close * 0.9)\n"
+    good_src = (
+        "def on_bar(ctx, bar):\n    if ctx.bar_index == 5:\n        ctx.buy(1, stop_loss=bar.close * 0.9)\n"
+    )
     good = make_host(good_src, name="good")
     good.load()
     good.set_series(make_series(40))

@@ -69,7 +69,9 @@ def test_deeply_nested_source_is_a_load_error_not_a_crash() -> None:
 
 
 def test_curated_imports_are_plain_functions_not_modules() -> None:
-    env, _ = run("import math\nfrom statistics import mean, stdev\nr = (math.sqrt(16.0), mean([1, 2, 3]), math.pi)\n")
+    env, _ = run(
+        "import math\nfrom statistics import mean, stdev\nr = (math.sqrt(16.0), mean([1, 2, 3]), math.pi)\n"
+    )
     assert env["r"] == (4.0, 2, pytest.approx(3.14159, rel=1e-5))
     assert type(env["math"]).__name__ == "SimpleNamespace"
     assert not hasattr(env["math"], "sys")
