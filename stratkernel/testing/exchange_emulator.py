@@ -91,6 +91,7 @@ class Faults:
 
     timeouts: int = 0  #: next N REST requests hang for ``timeout_delay`` s then get a 504
     timeout_delay: float = 2.0
+    execute_after_timeout: bool = False  #: a timed-out request is still executed after the delay (late)
     server_errors: int = 0  #: next N REST requests answer 503
     rate_limited: int = 0  #: next N REST requests answer 429 with Retry-After
     retry_after: int = 1
@@ -176,6 +177,7 @@ class _Stats:
     order_posts: int = 0
     ws_connections: int = 0
     bad_signatures: int = 0
+    late_requests: int = 0  # timed-out requests executed afterwards (Faults.execute_after_timeout)
 
 
 class ExchangeEmulator:
@@ -373,10 +375,18 @@ class ExchangeEmulator:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.stats.requests[f"{request.method} {path}"] = self.stats.requests.get(f"{request.method} {path}", 0) + 1
-        fault = await self._rest_fault(path)
+        # The body is read first: a request that "times out" may still execute after the client is gone.
+        body = (await request.text()) if request.can_read_body else ""
+        fault, late = await self._rest_fault(path)
         if fault is not None:
             return fault
-        body = (await request.text()) if request.can_read_body else ""
+        try:
+            return await self._rest_execute(request, path, body)
+        finally:
+            if late:
+                self.stats.late_requests += 1
+
+    async def _rest_execute(self, request: web.Request, path: str, body: str) -> web.StreamResponse:
         params: dict[str, str] = dict(urllib.parse.parse_qsl(request.query_string, keep_blank_values=True))
         params.update(urllib.parse.parse_qsl(body, keep_blank_values=True))
         try:
@@ -401,27 +411,30 @@ class ExchangeEmulator:
             return web.Response(status=500)
         return web.json_response(result)
 
-    async def _rest_fault(self, path: str) -> web.StreamResponse | None:
+    async def _rest_fault(self, path: str) -> tuple[web.StreamResponse | None, bool]:
+        """(the fault's response or None, whether the request goes on to execute late)."""
         f = self.faults
         if f.only_paths and path not in f.only_paths:
-            return None
+            return None, False
         if f.after > 0:
             f.after -= 1
-            return None
+            return None, False
         if f.timeouts > 0:
             f.timeouts -= 1
             await asyncio.sleep(f.timeout_delay)
-            return web.Response(status=504, text="Gateway Time-out")
+            if f.execute_after_timeout:
+                return None, True  # Binance: a timed-out request's status is UNKNOWN; it may execute late
+            return web.Response(status=504, text="Gateway Time-out"), False
         if f.server_errors > 0:
             f.server_errors -= 1
-            return web.Response(status=503, text="Service Unavailable")
+            return web.Response(status=503, text="Service Unavailable"), False
         if f.rate_limited > 0:
             f.rate_limited -= 1
             return web.json_response(
                 {"code": -1003, "msg": "Too many requests; current limit is 1200 request weight per 1 MINUTE."},
                 status=429, headers={"Retry-After": str(f.retry_after)},
-            )
-        return None
+            ), False
+        return None, False
 
     def _routes(self) -> dict[tuple[str, str], tuple[bool, Any]]:
         return {

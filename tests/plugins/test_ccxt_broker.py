@@ -69,7 +69,8 @@ async def emu() -> AsyncIterator[ExchangeEmulator]:
 
 async def make_broker(emu: ExchangeEmulator, **extra: Any) -> tuple[CcxtBroker, Recorder]:
     rec = Recorder()
-    opts = {"retry_base": 0.02, "retry_cap": 0.1, "poll_interval": 0.2, "ws_poll_interval": 5.0, "timeout_ms": 1500}
+    opts = {"retry_base": 0.02, "retry_cap": 0.1, "poll_interval": 0.2, "ws_poll_interval": 5.0, "timeout_ms": 1500,
+            "doubt_window": 0.05}
     opts.update(extra)
     broker = CcxtBroker(ccxt_config(emu, **opts), rec)
     await broker.connect()
@@ -356,7 +357,7 @@ async def test_duplicate_client_id_is_looked_up_not_repeated(emu: ExchangeEmulat
 
 @pytest.mark.parametrize("fault", ["timeouts", "server_errors", "rate_limited"])
 async def test_network_faults_are_retried(emu: ExchangeEmulator, fault: str) -> None:
-    b, rec = await make_broker(emu, use_websocket=False, timeout_ms=400)
+    b, rec = await make_broker(emu, use_websocket=False, timeout_ms=400, doubt_window=30.0)
     try:
         emu.faults.timeout_delay = 0.8
         emu.faults.retry_after = 1
@@ -371,11 +372,16 @@ async def test_network_faults_are_retried(emu: ExchangeEmulator, fault: str) -> 
         o = order(f"f-{fault}", qty=0.01)
         await b.submit(o)
         assert o.status is OrderStatus.FILLED and len(emu.orders) == 1 and len(rec.fills) == 1
-        assert len(waits) == 2  # one wait per failed attempt, then success
         if fault == "rate_limited":
-            assert all(w >= 1.0 for w in waits)  # Retry-After: 1 was honoured
+            # a 429 means "not processed": no lookup, just wait the Retry-After: 1 and send again
+            assert len(waits) == 2 and all(w >= 1.0 for w in waits)
+            assert emu.stats.requests.get("GET /api/v3/order", 0) == 0
         else:
-            assert all(w <= 0.1 for w in waits)  # backoff capped at retry_cap
+            # the POST is in doubt: backoff, a lookup that fails too (backoff), a lookup that finds
+            # nothing, the wait until the doubt window has passed, a last lookup, then the resend
+            assert len(waits) == 3 and all(w <= 0.1 for w in waits[:2])  # backoff capped at retry_cap
+            assert 20.0 < waits[2] <= 30.0  # the rest of the 30 s doubt window (the recorder returns at once)
+            assert emu.stats.requests["GET /api/v3/order"] == 3
     finally:
         await b.close()
 
@@ -727,5 +733,24 @@ async def test_revoked_key_mid_session_is_visible_and_nothing_is_doubled(emu: Ex
         emu.api_key = "test-key"  # the key works again: the poller settles the order, nothing resent
         await until(lambda: o.status is OrderStatus.REJECTED)
         assert "never arrived" in o.reason and emu.stats.order_posts == 0 and rec.fills == []
+    finally:
+        await b.close()
+
+
+async def test_a_timed_out_order_that_executes_late_is_not_doubled(emu: ExchangeEmulator) -> None:
+    # The venue executes the POST 0.6 s after the client gave up at 0.3 s (Binance: "status UNKNOWN").
+    b, rec = await make_broker(emu, use_websocket=False, timeout_ms=300, doubt_window=1.2)
+    try:
+        emu.faults.only_paths = ("/api/v3/order",)
+        emu.faults.timeouts = 1
+        emu.faults.timeout_delay = 0.6
+        emu.faults.execute_after_timeout = True
+        o = order("late1", qty=0.01)
+        await b.submit(o)
+        # the first lookup (at ~0.35 s) found nothing; the broker waited out the doubt window instead of
+        # resending, and then found the late execution
+        await until(lambda: emu.stats.late_requests == 1)
+        assert emu.stats.order_posts == 1 and len(emu.orders) == 1
+        assert o.status is OrderStatus.FILLED and len(rec.fills) == 1
     finally:
         await b.close()

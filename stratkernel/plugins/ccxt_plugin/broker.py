@@ -65,7 +65,7 @@ log = logging.getLogger("stratkernel.plugins.ccxt.broker")
 
 _CLIENT_ID_OK = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 _BROKER_KEYS = {
-    "quote", "use_websocket", "poll_interval", "ws_poll_interval", "max_retries", "retry_base", "retry_cap",
+    "doubt_window", "quote", "use_websocket", "poll_interval", "ws_poll_interval", "max_retries", "retry_base", "retry_cap",
 }
 
 
@@ -119,6 +119,9 @@ class CcxtBroker:
         self.max_retries = retries
         self._retry_base = _positive_number(self.cfg, "retry_base", 0.25)
         self._retry_cap = _positive_number(self.cfg, "retry_cap", 10.0)
+        # How long after a request in doubt a "not found" becomes final: the venue's recvWindow.
+        default_window = float((self.cfg.get("options") or {}).get("recvWindow", 10_000)) / 1000.0
+        self.doubt_window = _positive_number(self.cfg, "doubt_window", default_window)
         self.exchange: Any = None
         self._orders: dict[str, Order] = {}  # by venue client id
         self._locks: dict[str, asyncio.Lock] = {}
@@ -297,11 +300,19 @@ class CcxtBroker:
             otype, price, params = self._create_args(req, cid)
             backoff = self._backoff()
             in_doubt = False  # a request may have reached the venue: look it up before sending again
+            doubt_since = 0.0
             for attempt in range(self.max_retries + 1):
                 if in_doubt:
                     try:
                         if await self._adopt_by_client_id(order, cid):
                             return
+                        # A request that timed out can still execute until the venue's recvWindow has
+                        # passed (Binance: status UNKNOWN). Only a "not found" after that is final.
+                        left = self.doubt_window - (time.monotonic() - doubt_since)
+                        if left > 0:
+                            await self.sleep(left)
+                            if await self._adopt_by_client_id(order, cid):
+                                return
                         in_doubt = False  # the venue does not have it: sending is safe
                     except ccxt.NetworkError as exc:
                         await self._wait_after(exc, backoff, f"lookup {cid}", attempt)
@@ -317,7 +328,11 @@ class CcxtBroker:
                     self._reject(order, reject_code(exc), str(exc))
                     return
                 except ccxt.NetworkError as exc:
-                    in_doubt = True
+                    # 429/418 (and what ccxt files with them) mean "not processed"; anything else may
+                    # have reached the matching engine.
+                    if not isinstance(exc, ccxt.DDoSProtection):
+                        in_doubt = True
+                        doubt_since = time.monotonic()
                     await self._wait_after(exc, backoff, f"submit {cid}", attempt)
                     continue
                 except ccxt.ExchangeError as exc:
