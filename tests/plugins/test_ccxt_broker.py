@@ -754,3 +754,22 @@ async def test_a_timed_out_order_that_executes_late_is_not_doubled(emu: Exchange
         assert o.status is OrderStatus.FILLED and len(rec.fills) == 1
     finally:
         await b.close()
+
+
+async def test_poller_does_not_write_off_an_order_that_may_still_execute(emu: ExchangeEmulator) -> None:
+    b, rec = await make_broker(emu, use_websocket=False, timeout_ms=300, max_retries=0, doubt_window=1.5,
+                               poll_interval=0.05)
+    try:
+        emu.faults.only_paths = ("/api/v3/order",)
+        emu.faults.timeouts = 1
+        emu.faults.timeout_delay = 0.6
+        emu.faults.execute_after_timeout = True
+        o = order("late2", qty=0.01)
+        await b.submit(o)  # gives up at once (max_retries=0): PENDING, in doubt
+        assert o.status is OrderStatus.PENDING
+        await until(lambda: emu.stats.late_requests == 1)
+        await until(lambda: o.status is OrderStatus.FILLED)  # found by the poller, never written off
+        assert rec.statuses("late2")[-1] is OrderStatus.FILLED and OrderStatus.REJECTED not in rec.statuses("late2")
+        assert len(rec.fills) == 1 and emu.stats.order_posts == 1
+    finally:
+        await b.close()

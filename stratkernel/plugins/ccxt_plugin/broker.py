@@ -133,6 +133,7 @@ class CcxtBroker:
         self._avg_price: dict[str, tuple[float, float]] = {}  # symbol -> (qty, avg) from fills seen here
         self._last_price: dict[str, float] = {}
         self._ticker_at: dict[str, float] = {}  # symbol -> monotonic time of the last ticker read
+        self._doubt_until: dict[str, float] = {}  # client id -> until when a late execution is possible
         self._tasks: list[asyncio.Task[None]] = []
         self._ws_healthy = False
         self._wake = asyncio.Event()
@@ -333,6 +334,7 @@ class CcxtBroker:
                     if not isinstance(exc, ccxt.DDoSProtection):
                         in_doubt = True
                         doubt_since = time.monotonic()
+                        self._doubt_until[cid] = doubt_since + self.doubt_window
                     await self._wait_after(exc, backoff, f"submit {cid}", attempt)
                     continue
                 except ccxt.ExchangeError as exc:
@@ -665,6 +667,8 @@ class CcxtBroker:
             try:
                 venue = await self.exchange.fetch_order(None, order.symbol, {"origClientOrderId": cid})
             except ccxt.OrderNotFound:
+                if time.monotonic() < self._doubt_until.get(cid, 0.0):
+                    return  # a request in doubt may still execute: "not found" is not final yet
                 if order.status is OrderStatus.PENDING or not order.broker_order_id:
                     order.status = OrderStatus.REJECTED
                     order.reason = "not found at the venue by client id: it never arrived"
