@@ -125,7 +125,7 @@ class BoundIndicators:
 class ContextPort:
     """What a context may read from the kernel. The kernel fills these attributes in; no broker here."""
 
-    __slots__ = ("account", "bar", "history", "index", "indicators", "position", "positions", "time")
+    __slots__ = ("account", "history", "index", "indicators", "position", "positions", "time")
 
     def __init__(
         self,
@@ -142,7 +142,6 @@ class ContextPort:
         self.account = account
         self.history = history
         self.index = -1
-        self.bar: Bar | None = None
         self.time = 0
 
 
@@ -171,6 +170,7 @@ class StrategyContext:
         self.requests: list[OrderRequest] = []
         self.cancels: list[str] = []
         self._ind_cache: dict[Any, list[float]] = {}
+        self._pos: Position | None = None  # cleared by the kernel when a fill of this strategy lands
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -183,7 +183,13 @@ class StrategyContext:
 
     @property
     def position(self) -> Position:
-        return self._port.position(self.name, self.symbol)
+        pos = self._pos
+        if pos is None:
+            pos = self._pos = self._port.position(self.name, self.symbol)
+        return pos
+
+    def invalidate(self) -> None:
+        self._pos = None
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -272,6 +278,8 @@ class StrategyContext:
         return reqs, cancels
 
     def check_state(self) -> None:
+        if not self.state:
+            return
         try:
             size = len(json.dumps(self.state, allow_nan=False))
         except (TypeError, ValueError) as exc:

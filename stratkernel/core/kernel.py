@@ -84,6 +84,7 @@ class Kernel:
         self.state_reason = ""
         self.slots: dict[str, Slot] = {}
         self.orders: dict[str, Order] = {}
+        self._open_orders: dict[str, set[str]] = {}  # strategy -> ids of its working orders
         self.validator = BarValidator()
         self._extra_rules = extra_rules or []
         self._session = _session_id()
@@ -157,9 +158,15 @@ class Kernel:
     def now_ms(self) -> int:
         if self._wall_clock:
             return int(time.time() * 1000)
+        s = self._series
+        if s is not None and self.port.index >= 0:
+            return int(s.ts[self.port.index])  # bar time, read only when asked (not per bar)
         return self.port.time
 
     def last_price(self, symbol: str) -> float | None:
+        s = self._series
+        if s is not None and symbol == s.symbol and self.port.index >= 0:
+            return float(s.close[self.port.index])
         q = self._last_quote.get(symbol)
         b = self._last_bar.get(symbol)
         if q is not None and (b is None or q.ts >= b.ts):
@@ -167,6 +174,9 @@ class Kernel:
         return None if b is None else b.close
 
     def last_quote_ms(self, symbol: str) -> int | None:
+        s = self._series
+        if s is not None and symbol == s.symbol and self.port.index >= 0:
+            return int(s.ts[self.port.index])
         q = self._last_quote.get(symbol)
         b = self._last_bar.get(symbol)
         ts = [x.ts for x in (q, b) if x is not None]
@@ -198,6 +208,9 @@ class Kernel:
             return None
         v = values[i]
         return None if v != v else v
+
+    def open_order_ids(self, strategy: str) -> list[str]:
+        return sorted(self._open_orders.get(strategy, ()))
 
     def working_triggers(self, strategy: str) -> list[Any] | None:
         """The strategy's working orders as (side, type, price), or None if the broker can't tell."""
@@ -299,6 +312,7 @@ class Kernel:
             order = Order(order_id, decision.request, OrderStatus.PENDING, created_ts=ts, updated_ts=ts,
                           role="close" if decision.request.reduce_only else "entry")
             self.orders[order_id] = order
+            self._open_orders.setdefault(order.request.strategy, set()).add(order_id)
             if self.store is not None and self.mode == "live":
                 await self._flush_audit()
                 await self.store.upsert_order(order)  # write-ahead: a crash never forgets a sent order
@@ -319,6 +333,11 @@ class Kernel:
                 updates, self._update_q = self._update_q, []
                 for order in updates:
                     self.orders[order.id] = order
+                    ids = self._open_orders.setdefault(order.request.strategy, set())
+                    if order.status.is_open:
+                        ids.add(order.id)
+                    else:
+                        ids.discard(order.id)
                     if self.store is not None and self.mode == "live":
                         await self.store.upsert_order(order)
                     if order.status in ORDER_EVENT_STATUSES:
@@ -454,7 +473,6 @@ class Kernel:
         # bound once, outside the loop: one call per bar straight into the simulated broker
         on_market = broker._get().on_market if broker.simulated else None  # type: ignore[attr-defined]
         port = self.port
-        last_bar = self._last_bar
         n = len(series)
         step = max(n // 200, 1)
         bars = map(Bar, series.ts.tolist(), series.open.tolist(), series.high.tolist(), series.low.tolist(),
@@ -464,10 +482,7 @@ class Kernel:
         risk_on_bar = self.risk.on_bar if self.risk.needs_bars else None
         i = -1
         for i, bar in enumerate(bars):
-            port.index = i
-            port.bar = bar
-            port.time = bar[0]
-            last_bar[sym] = bar
+            port.index = i  # bar time, last price etc. are derived from the index when asked
             if on_market is not None:
                 on_market(bar)
             if risk_on_bar is not None:
@@ -488,6 +503,9 @@ class Kernel:
                 if cancel is not None and cancel():
                     break
         self.stats["bars"] = i + 1
+        if i >= 0:
+            self._last_bar[sym] = series.bar(i)
+            port.time = int(series.ts[i])
         if progress is not None:
             progress(n, n)
         await self.stop_slots()
@@ -543,7 +561,6 @@ class Kernel:
         self.stats["bars"] += 1
         idx = len(self.indicators._bars[bar.symbol]) - 1
         self.port.index = idx
-        self.port.bar = bar
         self.port.time = bar.ts
         for slot in list(self.slots.values()):
             if slot.status != "running" or slot.symbol != bar.symbol:
@@ -616,6 +633,7 @@ class Kernel:
         open_orders = await store.orders(open_only=True)
         for o in open_orders:
             self.orders[o.id] = o
+            self._open_orders.setdefault(o.request.strategy, set()).add(o.id)
         risk = await store.load_risk_state()
         if "trading_state" in risk:
             self.trading_state = TradingState(risk["trading_state"])

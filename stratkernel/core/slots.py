@@ -159,6 +159,7 @@ class PluginSlot(Slot):
         return None
 
     def on_fill(self, fill: Fill) -> Requests | None:
+        self.ctx.invalidate()
         return self._call(self.strategy.on_fill, fill)
 
     def on_reject(self, rejection: dict[str, Any]) -> Requests | None:
@@ -197,8 +198,7 @@ class ScriptSlot(Slot):
                                 "realized_pnl": p.realized_pnl}
                      for p in k.portfolio.strategy_positions(self.name)}
         return {"positions": positions, "account": k.portfolio.account().as_dict(),
-                "open_orders": [o.id for o in k.orders.values()
-                                if o.request.strategy == self.name and o.status.is_open]}
+                "open_orders": k.open_order_ids(self.name)}
 
     def _result(self, res: Any) -> Requests | None:
         if res.state is not None:

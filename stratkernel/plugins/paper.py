@@ -118,6 +118,9 @@ class PaperBroker:
         self._quotes: dict[str, Quote] = {}
         self._fill_n = 0
         self._bar_ts_map: dict[str, int] = {}
+        # per symbol: (trigger if low <= lo, trigger if high >= hi); a market order makes both always true.
+        # Recomputed when the working set changes, so a bar with nothing to fill costs one comparison.
+        self._thresholds: dict[str, tuple[float, float]] = {}
         self.trading_allowed = True
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -140,6 +143,7 @@ class PaperBroker:
         self._positions = {(p.strategy, p.symbol): [p.qty, p.avg_price] for p in positions if not p.is_flat}
         self._working = [o for o in orders if o.status.is_open]
         self._orders = {o.id: o for o in self._working}
+        self._recompute()
 
     # -- orders ---------------------------------------------------------------------------------
     async def submit(self, order: Order) -> None:
@@ -148,12 +152,14 @@ class PaperBroker:
         order.status = OrderStatus.ACCEPTED
         self._orders[order.id] = order
         self._working.append(order)
+        self._recompute()
         self.events.on_order_update(order)
         quote = self._quotes.get(order.symbol)
         if order.request.type is OrderType.MARKET and quote is not None and quote.ts >= self._bar_ts(order.symbol):
             # live with quotes: a market order fills against the current quote
             self._try_fill_quote(order, quote)
             self._working = [o for o in self._working if o.status.is_open]
+            self._recompute()
 
     async def cancel(self, order_id: str) -> None:
         order = self._orders.get(order_id)
@@ -161,6 +167,7 @@ class PaperBroker:
             return
         order.status = OrderStatus.CANCELLED
         self._working = [o for o in self._working if o is not order]
+        self._recompute()
         self.events.on_order_update(order)
 
     async def open_orders(self) -> list[Order]:
@@ -191,9 +198,30 @@ class PaperBroker:
     def _bar_ts(self, symbol: str) -> int:
         return self._bar_ts_map.get(symbol, -1)
 
+    def _recompute(self) -> None:
+        th: dict[str, tuple[float, float]] = {}
+        inf = float("inf")
+        for o in self._working:
+            if not o.status.is_open:
+                continue
+            r = o.request
+            lo, hi = th.get(r.symbol, (-inf, inf))
+            if r.type is OrderType.MARKET:
+                lo, hi = inf, -inf
+            else:
+                price = r.limit_price if r.type is OrderType.LIMIT else r.stop_price
+                assert price is not None
+                if (r.side is Side.BUY) == (r.type is OrderType.LIMIT):
+                    lo = max(lo, price)  # buy limit / sell stop: triggers when the low reaches it
+                else:
+                    hi = min(hi, price)  # sell limit / buy stop: triggers when the high reaches it
+            th[r.symbol] = (lo, hi)
+        self._thresholds = th
+
     def on_market(self, data: Bar | Quote) -> None:
         if type(data) is Bar:
-            if self._working:
+            th = self._thresholds.get(data.symbol)
+            if th is not None and (data.low <= th[0] or data.high >= th[1]):
                 self._on_bar(data)
             self._last[data.symbol] = data.close  # after fills: the bar ends at its close
         else:
@@ -205,27 +233,11 @@ class PaperBroker:
                     if order.status.is_open and order.symbol == data.symbol:
                         self._try_fill_quote(order, data)
                 self._working = [o for o in self._working if o.status.is_open]
+                self._recompute()
 
     def _on_bar(self, bar: Bar) -> None:
         sym = bar.symbol
         self._bar_ts_map[sym] = bar.ts
-        # fast path (most bars in a backtest): nothing working can trigger on this bar
-        low, high = bar.low, bar.high
-        for o in self._working:
-            r = o.request
-            if r.symbol != sym:
-                continue
-            t = r.type
-            if t is OrderType.MARKET:
-                break
-            buy = r.side is Side.BUY
-            if t is OrderType.LIMIT:
-                if (low <= r.limit_price) if buy else (high >= r.limit_price):  # type: ignore[operator]
-                    break
-            elif (high >= r.stop_price) if buy else (low <= r.stop_price):  # type: ignore[operator]
-                break
-        else:
-            return
         # entries first (in submission order), then protective legs, so a bracket placed by an
         # entry filled at this bar's open is already live for the rest of the bar
         for order in [o for o in self._working if o.symbol == sym and o.role not in ("stop_loss", "take_profit")]:
@@ -238,6 +250,7 @@ class PaperBroker:
             if order.status.is_open:
                 self._try_fill_bar(order, bar)
         self._working = [o for o in self._working if o.status.is_open]
+        self._recompute()
 
     def _try_fill_bar(self, order: Order, bar: Bar) -> None:
         req = order.request
@@ -344,6 +357,7 @@ class PaperBroker:
             self._orders[leg.id] = leg
             self._working.append(leg)
             self.events.on_order_update(leg)
+        self._recompute()
 
     def _cancel_siblings(self, leg: Order) -> None:
         for o in self._working:
