@@ -1,0 +1,138 @@
+"""The kernel's side of a sandboxed JavaScript script: :class:`JsScriptHost`.
+
+Same public API, semantics and failure model as :class:`~stratkernel.sandbox.host.ScriptHost` (it is a
+subclass: the budgets, the RSS cap, the heartbeat watch, the framed protocol and the validation of
+everything the worker sends back are the Python host's code, unchanged). What differs is the worker
+(:mod:`.js_worker`: a V8 isolate through py-mini-racer instead of RestrictedPython) and that there is
+no source policy check in the kernel: the JavaScript realm is locked down inside the worker instead
+(frozen intrinsics, no eval/Function/WebAssembly/Atomics, glue unreachable from the script). See
+docs/javascript.md.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from stratkernel.core.errors import StrategyError, ValidationError
+from stratkernel.core.strategy import parse_params, resolve_params
+
+from . import protocol
+from .host import CallResult, IndicatorProvider, SandboxLimits, ScriptHost, _decode_json_text, _Kill
+
+__all__ = ["CallResult", "IndicatorProvider", "JsScriptHost", "SandboxLimits"]
+
+JS_WORKER = Path(__file__).with_name("js_worker.py")
+MAX_SOURCE_BYTES = 1_000_000
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class JsScriptHost(ScriptHost):
+    """A JavaScript user script in its own confined worker process with its own V8 isolate.
+
+    ``JsScriptHost(source, name=, filename=, limits=, indicators=, symbol=)``; then exactly the
+    ScriptHost life cycle: ``load`` → ``set_series``/``append_bar`` → ``start`` → ``run``/``fill``/
+    ``reject`` → ``stop`` → ``close``. Callbacks are ``onStart``/``onBar``/``onFill``/``onReject``/
+    ``onStop`` in the script; ``callbacks`` lists them by their Python names (``on_bar``...).
+    """
+
+    language = "javascript"
+
+    def load(self, params: dict[str, Any] | None = None) -> None:
+        """Start the worker, compile and run the module, read and resolve PARAMS.
+
+        Raises ``StrategyError`` (kind load, policy or limit, with the script line where V8 gives one);
+        the worker is gone afterwards.
+        """
+        if self._loaded:
+            raise StrategyError(
+                "load", "this host was already loaded; create a new JsScriptHost", strategy=self.name
+            )
+        self._loaded = True
+        try:
+            if len(self.source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+                raise StrategyError("load", f"the script is larger than {MAX_SOURCE_BYTES} bytes")
+            if "\x00" in self.source:
+                raise StrategyError("load", "the script contains a NUL character")
+            self._spawn()
+            hello = self._request_plain(
+                {
+                    "op": "load",
+                    "source": self.source,
+                    "filename": self.filename,
+                    "name": self.name,
+                    "symbol": self.symbol,
+                },
+                self.limits.load_timeout_s + 1.0,
+            )
+            if hello.get("ok") is not True:
+                raise StrategyError(**self._error_fields(hello.get("error"), default_kind="load"))
+            raw = _decode_json_text(hello.get("params_json"), "PARAMS", 65536)
+            try:
+                self.params_spec = parse_params(raw if raw is not None else {})
+                self.params = resolve_params(self.params_spec, params)
+            except ValidationError as exc:
+                raise StrategyError("load", str(exc)) from None
+            cbs = hello.get("callbacks")
+            if type(cbs) is not list or not all(type(c) is str for c in cbs):
+                raise _Kill(StrategyError("runtime", "worker sent a malformed load reply"))
+            self.callbacks = frozenset(cbs)
+            ok = self._request_plain({"op": "params", "values": self.params}, self.limits.load_timeout_s)
+            if ok.get("ok") is not True:
+                raise _Kill(StrategyError("runtime", "worker refused the parameters"))
+        except _Kill as kill:
+            self._fail(kill.error)
+            raise self.error from None  # type: ignore[misc]
+        except StrategyError as exc:
+            err = StrategyError(exc.kind, exc.message, line=exc.line, strategy=self.name)
+            self._fail(err)
+            raise err from None
+
+    def _spawn(self) -> None:
+        lim = asdict(self.limits)
+        memfd = os.memfd_create("stratkernel-heartbeat", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(memfd, _PAGE)
+            self._page = mmap.mmap(memfd, _PAGE)
+            self._beat = memoryview(self._page).cast("q")
+            debug = os.environ.get("STRATKERNEL_SANDBOX_DEBUG") == "1"
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", str(JS_WORKER), str(memfd), json.dumps(lim)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None if debug else subprocess.DEVNULL,
+                env={},
+                close_fds=True,
+                pass_fds=(memfd,),
+                start_new_session=True,
+                cwd="/",
+            )
+        finally:
+            os.close(memfd)
+        assert self._proc.stdout is not None and self._proc.stdin is not None
+        self._reader = protocol.FrameReader(self._proc.stdout.fileno(), protocol.MAX_WORKER_FRAME)
+        self._wfd = self._proc.stdin.fileno()
+        hello = self._recv(time.monotonic() + self.limits.load_timeout_s + 5.0, None)
+        if hello.get("op") != "hello" or type(hello.get("confinement")) is not dict:
+            raise _Kill(StrategyError("load", "the JavaScript sandbox worker did not start"))
+        self.confinement = {str(k): str(v)[:200] for k, v in hello["confinement"].items()}
+        v8 = hello.get("v8")
+        self.v8_version = v8[:40] if type(v8) is str else ""
+
+    def _death_error(self) -> StrategyError:
+        err = super()._death_error()
+        proc = self._proc
+        code = proc.returncode if proc is not None else None
+        # V8 aborts the process when its heap limit (--max-old-space-size) is hit; it has no other
+        # reason to abort in normal operation, so that death is reported as the memory limit.
+        if code is not None and -code in (signal.SIGABRT, signal.SIGTRAP, signal.SIGILL):
+            return StrategyError("limit", "the V8 worker aborted: memory limit (V8 heap) or another V8 limit")
+        return err
