@@ -371,7 +371,7 @@ class RiskManager:
             self._dirty = True
             self._warn({"event": "loss_warning", "metric": metric, "level": level, "loss": value, "limit": limit,
                         "equity": eq, "message": f"{metric} at {level * 100:.0f}% of its limit "
-                                                 f"({value * 100:.2f}% of {limit * 100:g}%)"})
+                                                 f"({value * 100:.3g}% of {limit * 100:g}%)"})
 
     def _trip(self, now: int, metric: str, value: float, limit: float, equity: float) -> None:
         c = self.config
