@@ -366,6 +366,7 @@ class ScriptHost:
         assert self._proc.stdout is not None and self._proc.stdin is not None
         self._reader = protocol.FrameReader(self._proc.stdout.fileno(), protocol.MAX_WORKER_FRAME)
         self._wfd = self._proc.stdin.fileno()
+        os.set_blocking(self._wfd, False)
         hello = self._recv(time.monotonic() + self.limits.load_timeout_s + 5.0, None)
         if hello.get("op") != "hello" or type(hello.get("confinement")) is not dict:
             raise _Kill(StrategyError("load", "the sandbox worker did not start"))
@@ -379,8 +380,34 @@ class ScriptHost:
         self.close()
 
     def _send(self, msg: dict[str, Any], blob: bytes | None = None) -> None:
+        """Write one message without ever blocking the kernel on a worker that stopped reading.
+
+        The pipe is non-blocking; a worker that does not drain it within the budget is killed.
+        """
+        if blob is not None:
+            msg = {**msg, "blob": len(blob)}
+        parts: list[bytes] = [protocol.encode(msg)]
+        if blob is not None:
+            parts += [protocol.HEADER.pack(len(blob)), blob]
+        deadline = (
+            time.monotonic() + max(self.limits.load_timeout_s, 5.0) + (len(blob) * 1e-7 if blob else 0.0)
+        )
+        fd = self._wfd
         try:
-            protocol.send(self._wfd, msg, blob)
+            for part in parts:
+                view = memoryview(part)
+                while view:
+                    try:
+                        n = os.write(fd, view)
+                    except BlockingIOError:
+                        now = time.monotonic()
+                        if now >= deadline:
+                            raise _Kill(
+                                StrategyError("limit", "the worker stopped reading its input")
+                            ) from None
+                        select.select([], [fd], [], min(_TICK_S, deadline - now))
+                        continue
+                    view = view[n:]
         except (BrokenPipeError, OSError):
             raise _Kill(self._death_error()) from None
 
@@ -429,6 +456,8 @@ class ScriptHost:
         last_beat = beat[0] if beat is not None else 0
         last_change = time.monotonic()
         while True:
+            if time.monotonic() >= deadline:  # also when frames keep coming (e.g. endless indicator requests)
+                raise _Kill(StrategyError("limit", f"{what} exceeded its wall time budget"))
             try:
                 frame = reader.next_frame() if reader.buf else None
             except protocol.ProtocolError as exc:
@@ -467,7 +496,7 @@ class ScriptHost:
                     continue
             try:
                 msg = protocol.decode(frame)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise _Kill(StrategyError("limit", f"worker sent malformed data: {str(exc)[:100]}")) from None
             if type(msg) is not dict:
                 raise _Kill(StrategyError("limit", "worker sent malformed data (not an object)"))
