@@ -773,3 +773,16 @@ async def test_poller_does_not_write_off_an_order_that_may_still_execute(emu: Ex
         assert len(rec.fills) == 1 and emu.stats.order_posts == 1
     finally:
         await b.close()
+
+
+async def test_preflight_on_a_testnet_without_a_status_endpoint(emu: ExchangeEmulator) -> None:
+    # With sandbox on, ccxt's Binance has no testnet URL for the status endpoint; the urls override
+    # still points the rest at the emulator. Preflight must not halt trading over the missing endpoint.
+    urls = {k: v for k, v in ccxt_config(emu)["urls"].items() if not k.startswith("sapi")}
+    b, _ = await make_broker(emu, sandbox=True, urls=urls)
+    try:
+        assert "sapi" not in b.exchange.urls["api"]
+        assert (await b.preflight()).trading_allowed
+        assert "GET /sapi/v1/system/status" not in emu.stats.requests
+    finally:
+        await b.close()

@@ -818,7 +818,10 @@ class CcxtBroker:
             return Preflight(False, "not connected")
         try:
             if self.exchange.has.get("fetchStatus"):
-                status = await self.exchange.fetch_status()
+                try:
+                    status = await self.exchange.fetch_status()
+                except ccxt.NotSupported:
+                    status = {}  # e.g. Binance's testnet has no status endpoint; the balance check remains
                 if status.get("status") not in ("ok", None):
                     return Preflight(False, f"exchange status: {status.get('status')} ({status.get('info')})")
             balance = await self.exchange.fetch_balance()
