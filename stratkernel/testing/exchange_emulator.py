@@ -18,13 +18,15 @@ exact query string/body with the secret (-1022), ``timestamp`` within ``recvWind
 filters (LOT_SIZE, PRICE_FILTER, NOTIONAL: -1013), balances (-2010 insufficient balance) and duplicate
 ``newClientOrderId`` among open orders (-2010 "Duplicate order sent.").
 
-The price is driven by the test: :meth:`set_price` moves the market, fills market orders at that price,
-fills limit orders the price crosses (up to ``liquidity`` if given, which makes partial fills), and
-triggers STOP_LOSS / TAKE_PROFIT orders. Each change is pushed to websocket subscribers.
+The price is driven by the test. Market orders fill at once at the current price (plus half the
+spread); :meth:`set_price` moves the market, fills the limit orders the price crosses (up to
+``liquidity`` if given, which makes partial fills) and triggers STOP_LOSS / TAKE_PROFIT orders and OCO
+legs. Each change is pushed to websocket subscribers.
 
-Faults are injected through :attr:`faults` (:class:`Faults`): the next N REST requests time out,
-answer 5xx or 429 with ``Retry-After``; the next order POST is accepted but its response is lost (the
-connection is closed); websockets are dropped.
+Faults are injected through :attr:`faults` (:class:`Faults`): the next N REST requests time out (and,
+with ``execute_after_timeout``, still execute after the client gave up), answer 5xx or 429 with
+``Retry-After``; the next order POST is executed but its response is lost (the connection is closed);
+``drop_websockets()`` closes every websocket.
 
 Order events reach clients both ways Binance offers: the WebSocket API's
 ``userDataStream.subscribe.signature`` (what ccxt 4.5 uses for spot ``watch_orders``) and the legacy
