@@ -99,7 +99,7 @@ async def load_data_async(uri: str | Path, plugins: PluginHost, symbol: str | No
         options.setdefault("symbol", symbol)
     source = plugins.registry.get("data_source", name).obj(options)
     sym = symbol or (source.symbols[0] if getattr(source, "symbols", None) else Path(str(uri)).stem)
-    return await source.history(sym)  # type: ignore[no-any-return]
+    return await source.history(sym)
 
 
 async def run_backtest_async(
@@ -166,7 +166,7 @@ def equity_curve(series: BarSeries, fills: list[Fill], initial_cash: float) -> n
     idx = np.clip(np.searchsorted(series.ts, fts, side="left"), 0, n - 1)
     cash = initial_cash + np.cumsum(np.bincount(idx, weights=-(signed * price + fee), minlength=n))
     qty = np.cumsum(np.bincount(idx, weights=signed, minlength=n))
-    return cash + qty * series.close  # type: ignore[no-any-return]
+    return cash + qty * series.close
 
 
 def round_trips(fills: list[Fill]) -> tuple[int, int]:

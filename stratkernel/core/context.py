@@ -59,7 +59,7 @@ class IndicatorEngine:
     # -- lookups --------------------------------------------------------------------------------
     def key(self, symbol: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         memo = (symbol, (name, args, tuple(sorted(kwargs.items()))))
-        key = self._bound.get(memo)  # type: ignore[arg-type]
+        key = self._bound.get(memo)
         if key is not None:
             return key
         if type(name) is not str or not self.registry.has("indicator", name):
@@ -67,7 +67,7 @@ class IndicatorEngine:
         spec = self.registry.indicator(name)
         params, out = spec.bind(args, kwargs)
         key = json.dumps([symbol, name, [[k, v] for k, v in params], spec.outputs[out]])
-        self._bound[memo] = key  # type: ignore[index]
+        self._bound[memo] = key
         return key
 
     def array(self, key: str) -> np.ndarray:

@@ -40,7 +40,7 @@ class BarSeries:
             return (self.high + self.low + self.close) / 3.0
         if name not in ("open", "high", "low", "close", "volume"):
             raise ValidationError("source", name, "must be open, high, low, close, volume, hl2 or hlc3")
-        return getattr(self, name)  # type: ignore[no-any-return]
+        return getattr(self, name)
 
     def slice(self, start: int, stop: int) -> BarSeries:
         return BarSeries(

@@ -227,10 +227,10 @@ class Kernel:
         s = self._series
         if s is not None and s.symbol == symbol:
             i = self.port.index
-            return s.column(field)[max(0, i - n + 1): i + 1].tolist()  # type: ignore[no-any-return]
+            return list(s.column(field)[max(0, i - n + 1): i + 1].tolist())
         bars = self.indicators._bars.get(symbol, [])
         idx = ("open", "high", "low", "close", "volume").index(field) + 1
-        return [b[idx] for b in bars[-n:]]
+        return [float(b[idx]) for b in bars[-n:]]
 
     # -- events ---------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -321,8 +321,8 @@ class Kernel:
             for oid in cancels:
                 # a strategy may cancel only its own orders; ids are its local request ids or full ids
                 target = oid if oid in self.orders else f"{slot.name}-{self._session}-{oid}"
-                order = self.orders.get(target)
-                if order is not None and order.request.strategy == slot.name and order.status.is_open:
+                found = self.orders.get(target)
+                if found is not None and found.request.strategy == slot.name and found.status.is_open:
                     await broker.cancel(target)
         return out
 

@@ -257,7 +257,7 @@ class RateRule:
                                       ("total", st.total, self.total_per_second, self.total_per_minute)):
             if window is None or (ps is None and pm is None):
                 continue
-            sec, minute = window.counts(now, ps if ps is not None else 1 << 30)
+            sec, minute = window.counts(now)
             if ps is not None and sec >= ps:
                 return deny(req, self.name, "rate_per_second", f"{scope}: {sec} orders in the last second (max {ps})",
                             scope=scope, count=sec, limit=ps)

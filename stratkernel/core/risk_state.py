@@ -208,26 +208,31 @@ class Cooldowns:
 
 
 class RateWindow:
-    """Timestamps of approved orders for one key over the last minute (a deque, pruned from the left)."""
+    """Times of approved orders for one key over the last second and the last minute.
 
-    __slots__ = ("times",)
+    Two deques pruned from the left, so counting is O(1) amortized however high the caps are.
+    """
+
+    __slots__ = ("minute", "second")
 
     def __init__(self) -> None:
-        self.times: deque[int] = deque()
+        self.second: deque[int] = deque()
+        self.minute: deque[int] = deque()
 
-    def counts(self, now_ms: int, per_second_cap: int) -> tuple[int, int]:
-        """(orders in the last second, orders in the last minute); the per-second scan stops at the cap."""
-        t = self.times
-        cutoff = now_ms - 60_000
-        while t and t[0] <= cutoff:
-            t.popleft()
-        sec = 0
-        cut_s = now_ms - 1000
-        for ts in reversed(t):
-            if ts <= cut_s or sec > per_second_cap:
-                break
-            sec += 1
-        return sec, len(t)
+    def add(self, now_ms: int) -> None:
+        self.second.append(now_ms)
+        self.minute.append(now_ms)
+
+    def counts(self, now_ms: int) -> tuple[int, int]:
+        """(orders in the last second, orders in the last minute), both windows open on the left."""
+        s, m = self.second, self.minute
+        cut = now_ms - 1000
+        while s and s[0] <= cut:
+            s.popleft()
+        cut = now_ms - 60_000
+        while m and m[0] <= cut:
+            m.popleft()
+        return len(s), len(m)
 
 
 @dataclass(slots=True)
@@ -245,8 +250,8 @@ class RateState:
         return w
 
     def record(self, key: str, fingerprint: tuple[Any, ...] | None, now_ms: int, dup_window_ms: int) -> None:
-        self.window(key).times.append(now_ms)
-        self.total.times.append(now_ms)
+        self.window(key).add(now_ms)
+        self.total.add(now_ms)
         if fingerprint is not None:
             if len(self.recent) > 4096:  # keep the duplicate memory bounded
                 cutoff = now_ms - dup_window_ms

@@ -123,8 +123,8 @@ class PluginSlot(Slot):
             if frame.filename == self._file:
                 line = frame.lineno
                 break
-        kind = "limit" if isinstance(exc, MemoryError | RecursionError) else "runtime"
-        return StrategyError(kind, f"{type(exc).__name__}: {exc}", line=line, strategy=self.name)
+        limit = isinstance(exc, MemoryError | RecursionError)
+        return StrategyError("limit" if limit else "runtime", f"{type(exc).__name__}: {exc}", line=line, strategy=self.name)
 
     def _call(self, fn: Any, *args: Any) -> Requests | None:
         ctx = self.ctx

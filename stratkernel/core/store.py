@@ -232,7 +232,8 @@ class Store:
         self, *, open_only: bool = False, strategy: str | None = None, limit: int = 1000, offset: int = 0
     ) -> list[Order]:
         sql = "SELECT * FROM orders"
-        where, args = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        args: list[Any] = []
         if open_only:
             where.append("status IN ('pending','accepted','partially_filled')")
         if strategy:

@@ -65,7 +65,7 @@ class Boom(Strategy):
     def on_bar(self, ctx: Any, bar: Any) -> None:
         if ctx.bar_index == ctx.params["at"]:
             ctx.buy(1, stop_loss=bar.close * 0.9)  # requested, then the callback fails: must be dropped
-            raise ZeroDivisionError("boom at bar %d" % ctx.bar_index)
+            raise ZeroDivisionError(f"boom at bar {ctx.bar_index}")
 
 
 class Buyer(Strategy):
@@ -111,7 +111,7 @@ async def test_bad_params_are_refused_by_name() -> None:
     from stratkernel.core.errors import ConfigError
 
     kernel = await kernel_with()
-    with pytest.raises(ConfigError, match="params.fast"):
+    with pytest.raises(ConfigError, match=r"params\.fast"):
         kernel.add_strategy("s", "sma_cross", params={"fast": 1000})
     with pytest.raises(ConfigError, match="unknown parameter"):
         kernel.add_strategy("s", "sma_cross", params={"fsat": 5})

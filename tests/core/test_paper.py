@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from stratkernel.core.model import Bar, Fill, Order, OrderRequest, OrderStatus, OrderType, Quote, Side
-from stratkernel.plugins.paper import PaperBroker, PercentFee, PerLotFee, SpreadSlippage, VolumeParticipationSlippage
+from stratkernel.plugins.paper import (
+    PaperBroker,
+    PercentFee,
+    PerLotFee,
+    SpreadSlippage,
+    VolumeParticipationSlippage,
+)
 
 
 class Events:
