@@ -417,7 +417,8 @@ class ScriptHost:
         """A request with a single reply and one overall deadline (load, series, append)."""
         try:
             self._send(msg, blob)
-            return self._recv(time.monotonic() + timeout_s, None)
+            what = {"load": "load", "params": "load", "series": "set_series", "append": "append_bar"}
+            return self._recv(time.monotonic() + timeout_s, None, what=what.get(msg["op"], msg["op"]))
         except _Kill as kill:
             self._fail(kill.error)
             raise self.error from None  # type: ignore[misc]

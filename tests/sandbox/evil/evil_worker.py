@@ -31,6 +31,8 @@ def read_frame():
 
 def recv():
     msg = json.loads(read_frame())
+    if mode == "stop_reading" and msg.get("op") == "series":
+        time.sleep(60)  # never drain the bulk data that follows
     if "blob" in msg:
         read_frame()
     return msg
@@ -61,8 +63,8 @@ ORDER = {
     "stop_loss": 90.0,
 }
 
-send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": {}})
 mode = ""
+send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": {}})
 while True:
     msg = recv()
     op = msg.get("op")
@@ -72,8 +74,6 @@ while True:
     elif op == "params":
         send({"ok": True})
     elif op == "series":
-        if mode == "stop_reading":
-            time.sleep(60)
         send({"ok": True, "n": msg["n"]})
     elif op == "call":
         if mode == "nan_order":
