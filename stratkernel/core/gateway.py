@@ -181,6 +181,15 @@ class GatedBroker:
     def on_market(self, data: Any) -> None:
         self._get().on_market(data)  # type: ignore[attr-defined]
 
+    async def reconcile(self, orders: list[Order]) -> bool:
+        """Let a real broker bring the kernel's restored open orders up to date (fills while we were
+        down come back through BrokerEvents). Returns False if the broker has no such capability."""
+        fn = getattr(self._get(), "reconcile", None)
+        if fn is None:
+            return False
+        await fn(orders)
+        return True
+
     def working_triggers(self, strategy: str) -> list[Any] | None:
         b = self._get()
         fn = getattr(b, "working_triggers", None)

@@ -649,8 +649,15 @@ class Kernel:
                              "trading_state": self.trading_state.value})
 
     async def _reconcile(self) -> None:
-        """Compare the kernel's view with the broker's after a restart; surface differences."""
+        """Bring restored orders up to date with the broker, then compare positions; surface differences."""
         assert self._broker is not None
+        if not self._broker.simulated:
+            open_orders = [o for o in self.orders.values() if o.status.is_open]
+            try:
+                if await self._broker.reconcile(open_orders):
+                    await self.drain()
+            except Exception as exc:
+                log.warning("broker could not reconcile %d restored orders: %s", len(open_orders), exc)
         try:
             theirs = {p.symbol: p.qty for p in await self._broker.positions()}
         except Exception as exc:
