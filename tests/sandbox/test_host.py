@@ -325,3 +325,21 @@ def test_close_is_idempotent_and_calls_after_close_are_refused(make_host: Make) 
         host.set_series(make_series(5))
     with pytest.raises(StrategyError, match="already loaded"):
         host.load()
+
+
+def test_a_long_healthy_batch_comes_back_early_instead_of_being_killed(make_host: Make) -> None:
+    # every bar does real work; the whole batch would take far longer than batch_timeout_s
+    lim = SandboxLimits(call_timeout_s=0.5, batch_timeout_s=0.2)
+    data = make_series(400)
+    host = loaded(make_host, "def on_bar(ctx, bar):\n    for j in range(100000):\n        pass\n", limits=lim,
+                  data=data)
+    host.set_series(data)
+    first = host.run(0, 400, snapshot())
+    assert first.error is None and first.orders == []
+    assert first.upto < 399  # handed back before the end ...
+    i, crossings = first.upto + 1, 1
+    while i < 400:  # ... and the caller simply continues from upto + 1
+        res = host.run(i, 400, snapshot())
+        assert res.error is None and res.upto >= i
+        i, crossings = res.upto + 1, crossings + 1
+    assert crossings > 1 and host.alive
