@@ -437,6 +437,7 @@
       indBySig.set(sig, key);
       return buf;
     },
+    late() { const l = lateActivity; lateActivity = false; return l ? 'late' : 'ok'; },
     syntax(source) { RealFunction(source); return 'ok'; },  // compile only, never run; throws SyntaxError
     call(cb, snapshotJson, argJson, stateJson) {
       begin();

@@ -142,6 +142,10 @@ class JsRuntime:
             if m.group(1) == self.url:
                 line = int(m.group(2))
             first = first[: m.start()]
+        if line is None:  # thrown elsewhere (e.g. by a refused built-in): the innermost frame of the script
+            frame = re.search(r"\(?" + re.escape(self.url) + r":(\d+):\d+", text)
+            if frame is not None:
+                line = int(frame.group(1))
         kind = default_kind
         if "not allowed in strategy scripts" in first:
             kind = "policy"
@@ -268,6 +272,13 @@ class JsRuntime:
             reply = json.loads(raw)
             if "need" not in reply:
                 reply["logs"] = logs + reply.get("logs", [])
+                # Promise/async continuations ran when that eval ended (V8 drains microtasks there).
+                # One that touched ctx fails this call, before its result reaches the kernel.
+                if reply.get("ok") and self.glue("late") == "late":
+                    upto = start - 1 if cb == "on_bar" else -1
+                    return {"ok": False, "upto": upto, "orders": [], "cancels": [], "logs": reply["logs"],
+                            "error": {"kind": "policy", "line": None, "message":
+                                      "the script used ctx after its callback returned (promise or async code)"}}
                 return reply
             # an indicator the script asks for the first time: fetch it, then run the bar again
             need = reply["need"]

@@ -1,0 +1,5 @@
+// expect: policy
+async function onBar(ctx, bar) {
+  await null;
+  ctx.log("after the await");
+}

@@ -1,0 +1,5 @@
+// expect: policy
+// line: 4
+function onBar(ctx, bar) {
+  eval("ctx.buy(1)");
+}

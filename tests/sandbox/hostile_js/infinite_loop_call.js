@@ -1,0 +1,4 @@
+// expect: limit
+function onBar(ctx, bar) {
+  while (true) {}
+}

@@ -1,0 +1,3 @@
+// expect: limit
+for (;;) {}
+function onBar(ctx, bar) {}

@@ -1,0 +1,2 @@
+// expect: load
+function onbar(ctx, bar) {}

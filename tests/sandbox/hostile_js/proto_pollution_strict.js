@@ -1,0 +1,6 @@
+// expect: runtime
+// line: 5
+"use strict";
+function onBar(ctx, bar) {
+  Array.prototype.toJSON = function () { return "x"; };
+}

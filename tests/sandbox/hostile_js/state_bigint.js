@@ -1,0 +1,2 @@
+// expect: runtime
+function onBar(ctx, bar) { ctx.state.n = 10n; }

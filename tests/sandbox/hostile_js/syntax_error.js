@@ -1,0 +1,5 @@
+// expect: load
+// line: 4
+function onBar(ctx, bar) {
+  ctx.log(;
+}

@@ -1,0 +1,4 @@
+// expect: load
+// line: 3
+null.x;
+function onBar(ctx, bar) {}
