@@ -316,7 +316,20 @@ class Kernel:
             if self.store is not None and self.mode == "live":
                 await self._flush_audit()
                 await self.store.upsert_order(order)  # write-ahead: a crash never forgets a sent order
-            await broker.submit(order)
+            try:
+                await broker.submit(order)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                # the venue refused or the plugin broke: the order is REJECTED, the kernel goes on
+                code = getattr(exc, "code", "broker_error")
+                order.status = OrderStatus.REJECTED
+                order.reason = f"{code}: {exc}"[:500]
+                log.warning("broker %s refused order %s: %s", broker.name, order_id, exc)
+                self._update_q.append(order)
+                if slot is not None:
+                    self._reject_q.append((slot.name, {"id": req.client_id, "code": str(code),
+                                                       "message": str(exc)[:500]}))
         if slot is not None:
             for oid in cancels:
                 # a strategy may cancel only its own orders; ids are its local request ids or full ids

@@ -126,3 +126,25 @@ async def test_no_raw_broker_reachable_from_strategy_context(tmp_path: Path) -> 
         assert not any(type(o).__name__ == "GatedBroker" for o in reachable)
     finally:
         await store.close()
+
+
+async def test_a_broker_that_raises_rejects_the_order_and_the_kernel_goes_on(tmp_path: Path) -> None:
+    from stratkernel.core.errors import OrderRejectedError
+    from stratkernel.core.model import OrderStatus
+
+    kernel, store = await live_kernel(tmp_path)
+    try:
+        raw = kernel._broker._get()  # type: ignore[union-attr]
+
+        async def refuse(order: Order) -> None:
+            raise OrderRejectedError("insufficient_funds", "not enough USD")
+
+        raw.submit = refuse
+        d = await kernel.submit(req(stop_loss=90.0))
+        assert d.approved  # the gate approved; the venue refused
+        (order,) = [o for o in kernel.orders.values()]
+        assert order.status is OrderStatus.REJECTED and order.reason.startswith("insufficient_funds")
+        (row,) = await store.orders()
+        assert row.status is OrderStatus.REJECTED
+    finally:
+        await store.close()
