@@ -16,6 +16,8 @@ errno), because what an unprivileged process may do differs between machines:
    itself, ptrace and process_vm_*, namespace/mount/module/keyring/bpf/perf/io_uring calls, file
    system changes (unlink, rename, mkdir, chmod, chown, truncate, link), ``setrlimit``/``prlimit64``
    and the TIOCSTI ioctl. Any other architecture/ABI (x32) is killed.
+5. ``PR_SET_PDEATHSIG`` = SIGKILL (set after the uid change, which would clear it): the worker dies with
+   the kernel process instead of running on until RLIMIT_CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import errno
 import os
 import platform
 import resource
+import signal
 import struct
 from typing import Any
 
@@ -173,6 +176,15 @@ def _unshare_network() -> None:
         raise OSError(ctypes.get_errno(), "unshare")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
 def _vm_size_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -216,5 +228,8 @@ def confine(*, memory_mb: int, cpu_seconds: int, keep_fds: int) -> dict[str, Any
             os.setuid(65534)
 
         step("drop_root", drop)
+    # After the uid change (which clears it): if the kernel process dies, the worker dies with it
+    # instead of spinning on until RLIMIT_CPU. Set late, so it also holds for the uid-dropped worker.
+    step("parent_death_signal", _die_with_parent)
     step("seccomp", install_seccomp)
     return report

@@ -15,6 +15,8 @@ Guarantees the kernel can build on:
 * A failure (exception, broken budget, refusal, crash) comes back as ``CallResult.error`` (or, from
   ``load``, as a raised :class:`~stratkernel.core.errors.StrategyError`) with kind, message and the
   script's line. Orders of a failed call are dropped. After a failure the host is dead: build a new one.
+* The worker dies with the kernel process (parent-death signal). Linux ties that signal to the thread
+  that started the worker, so call ``load`` from a long-lived thread (main thread, executor threads).
 """
 
 from __future__ import annotations

@@ -617,6 +617,7 @@ class Runtime:
 
 
 def main() -> None:
+    parent = os.getppid()
     hb_fd = int(sys.argv[1])
     limits = json.loads(sys.argv[2])
     # The protocol moves to fresh descriptors; 0/1 become /dev/null so that nothing else can write into
@@ -645,6 +646,8 @@ def main() -> None:
         cpu_seconds=int(limits["cpu_seconds"]),
         keep_fds=max(rfd, wfd, rt.statm_fd) + 1,
     )
+    if os.getppid() != parent:  # the kernel died before the parent-death signal was armed
+        os._exit(1)
     rt.send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": report})
     while True:
         try:

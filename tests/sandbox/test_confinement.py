@@ -147,3 +147,47 @@ def test_worker_death_is_detected_and_reported(make_host: Callable[..., ScriptHo
         assert res.error is not None and res.error.kind == kind, res.error
         assert "worker" in res.error.message
         assert not host.alive
+
+
+ORPHAN_PARENT = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    sys.path.insert(0, sys.argv[1])
+    from sandbox_support import make_series, snapshot
+    from stratkernel.core.context import IndicatorEngine
+    from stratkernel.core.plugins import load_plugins
+    from stratkernel.sandbox.host import ScriptHost
+    engine = IndicatorEngine(load_plugins().registry)
+    data = make_series(10)
+    engine.attach_series(data)
+    host = ScriptHost("def on_bar(ctx, bar):\\n    while True:\\n        pass\\n", name="orphan",
+                      indicators=engine.provider(data.symbol), symbol=data.symbol)
+    host.load()
+    host.set_series(data)
+    print(host._proc.pid, flush=True)
+    threading.Thread(target=host.run, args=(0, 10, snapshot()), daemon=True).start()
+    time.sleep(0.2)
+    os._exit(0)  # the kernel process dies while the script is spinning
+    """
+)
+
+
+def test_worker_dies_with_the_kernel_process() -> None:
+    import time
+
+    proc = subprocess.run(
+        [sys.executable, "-c", ORPHAN_PARENT, str(Path(__file__).parent)], capture_output=True, timeout=60
+    )
+    pid = int(proc.stdout.split()[0])
+    for _ in range(100):  # wait for the kernel to reap it (no timing is asserted, only the outcome)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().split(") ")[1].startswith("Z"):
+                break  # dead, waiting for init to reap it
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        raise AssertionError("the worker outlived the kernel process")
