@@ -20,21 +20,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import ConfigError
 from .events import Event
-from .gateway import Rule, TradingStateRule, ValidateRule
+from .gateway import Rule, TradingStateRule
 from .model import Bar, Fill, TradingState
 from .risk_rules import (
     CooldownRule,
     ExposureRule,
+    FactsCache,
     LossLimitRule,
     MarginRule,
     OpenPositionsRule,
     OrderSizeRule,
     PositionLimitRule,
+    PrepareRule,
     PriceCollarRule,
     RateCommitRule,
     RateRule,
     RiskPerTradeRule,
     StopLossRule,
+    ValidateRule,
     kelly_fraction,
     position_size,
 )
@@ -139,35 +142,38 @@ class RiskConfig(BaseModel):
 def build_rules(config: RiskConfig, plugin_rules: list[Rule] | None, manager: RiskManager) -> list[Rule]:
     """The gate's rules in order; rules a config leaves off are not in the list at all (zero cost)."""
     c = config
+    fx = manager.facts
     rules: list[Rule] = [
-        ValidateRule(),
+        PrepareRule(fx),
+        ValidateRule(fx),
         TradingStateRule(),
-        StopLossRule(required=c.require_stop_loss, default=c.default_stop, fixed_distance=c.default_stop_distance,
+        StopLossRule(fx, required=c.require_stop_loss, default=c.default_stop, fixed_distance=c.default_stop_distance,
                      atr_multiple=c.default_stop_atr_multiple, atr_period=c.default_stop_atr_period),
     ]
     if c.max_order_qty < math.inf or c.max_order_notional < math.inf:
-        rules.append(OrderSizeRule(max_qty=c.max_order_qty, max_notional=c.max_order_notional))
+        rules.append(OrderSizeRule(fx, max_qty=c.max_order_qty, max_notional=c.max_order_notional))
     if c.price_collar_pct is not None or c.stale_quote_s is not None:
         rules.append(PriceCollarRule(
+            fx,
             max_deviation=None if c.price_collar_pct is None else c.price_collar_pct / 100.0,
             stale_ms=None if c.stale_quote_s is None else int(c.stale_quote_s * 1000)))
     rate: RateRule | None = None
     if (c.max_orders_per_second or c.max_orders_per_minute or c.max_total_orders_per_second
             or c.max_total_orders_per_minute or c.duplicate_window_ms):
-        rate = RateRule(manager.rate, per_second=c.max_orders_per_second, per_minute=c.max_orders_per_minute,
+        rate = RateRule(fx, manager.rate, per_second=c.max_orders_per_second, per_minute=c.max_orders_per_minute,
                         total_per_second=c.max_total_orders_per_second,
                         total_per_minute=c.max_total_orders_per_minute, dup_window_ms=c.duplicate_window_ms)
         rules.append(rate)
     if c.max_position_qty < math.inf or c.max_position_notional < math.inf:
-        rules.append(PositionLimitRule(max_qty=c.max_position_qty, max_notional=c.max_position_notional))
+        rules.append(PositionLimitRule(fx, max_qty=c.max_position_qty, max_notional=c.max_position_notional))
     if c.max_gross_exposure < math.inf or c.max_leverage < math.inf:
-        rules.append(ExposureRule(manager, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage))
+        rules.append(ExposureRule(fx, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage))
     if c.max_open_positions is not None:
         rules.append(OpenPositionsRule(manager, max_open=c.max_open_positions))
     if c.risk_per_trade_pct is not None:
-        rules.append(RiskPerTradeRule(manager, max_pct=c.risk_per_trade_pct))
+        rules.append(RiskPerTradeRule(fx, max_pct=c.risk_per_trade_pct))
     if c.margin_free_fraction is not None or c.margin_level_min_pct is not None:
-        rules.append(MarginRule(free_fraction=c.margin_free_fraction, min_level=c.margin_level_min_pct))
+        rules.append(MarginRule(fx, free_fraction=c.margin_free_fraction, min_level=c.margin_level_min_pct))
     if manager.loss.enabled:
         rules.append(LossLimitRule(manager))
     if c.stop_cooldown_bars or c.stop_cooldown_minutes or c.stop_lock_count:
@@ -198,12 +204,14 @@ class RiskManager:
         self.cooldowns = Cooldowns()
         self.rate = RateState()
         self.broker_symbols: frozenset[str] = frozenset()
+        self.facts = FactsCache(self.equity, self.gross_exposure)
         self.needs_bars = False
         self._dirty = False
         self._owned_state: tuple[TradingState, str] | None = None  # the state a loss trip set
         self._store_events: list[tuple[int, str, dict[str, Any]]] = []
         self._flatten_pending = False
         self._next_positions_read = 0.0
+        self._next_spec_refresh = 0.0
         self._notifiers: list[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._apply_config()
@@ -219,6 +227,8 @@ class RiskManager:
         self.loss.drawdown = None if c.max_drawdown_pct is None else c.max_drawdown_pct / 100.0
         self.cooldowns.window_ms = int(c.stop_lock_window_minutes * 60_000)
         self.needs_bars = self.loss.enabled or c.stop_cooldown_bars > 0
+        self.loss.update_floor()
+        self.facts.clear_specs()
         reg = self.kernel.plugins.registry
         missing = [n for n in c.notifiers if not reg.has("notifier", n)]
         if missing:
@@ -269,11 +279,14 @@ class RiskManager:
         k = self.kernel
         if self.loss.enabled:
             self._observe(k.now_ms())
-        if self.config.max_open_positions is not None and k._broker is not None:
-            loop = asyncio.get_running_loop()
-            if loop.time() >= self._next_positions_read:
-                self._next_positions_read = loop.time() + self.config.broker_positions_refresh_s
-                await self.refresh_broker_positions()
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_spec_refresh:  # venue specs rarely change; re-read them every minute
+            self._next_spec_refresh = loop.time() + 60.0
+            self.facts.clear_specs()
+        if (self.config.max_open_positions is not None and k._broker is not None
+                and loop.time() >= self._next_positions_read):
+            self._next_positions_read = loop.time() + self.config.broker_positions_refresh_s
+            await self.refresh_broker_positions()
         if self._store_events and k.store is not None:
             events, self._store_events = self._store_events, []
             for ts, type_, data in events:
@@ -301,6 +314,7 @@ class RiskManager:
         """Adopt a snapshot (the kernel has already restored ``trading_state`` from the same table)."""
         if isinstance(state.get("loss"), dict):
             self.loss.load(state["loss"])
+            self.loss.update_floor()
         if isinstance(state.get("cooldowns"), dict):
             self.cooldowns.load(state["cooldowns"])
         if self.loss.lock is not None:
@@ -347,14 +361,21 @@ class RiskManager:
         await k.set_trading_state(TradingState.HALTED, reason, source=source)
 
     # -- loss limits ------------------------------------------------------------------------------
-    def check_loss_now(self) -> LossLock | None:
+    def check_loss_now(self, now: int, equity: float) -> LossLock | None:
         """Observe equity now (the gate calls this for opening orders); the lock that holds, if any."""
-        self._observe(self.kernel.now_ms())
+        self._observe(now, equity)
         return self.loss.lock
 
-    def _observe(self, now: int) -> None:
+    def _observe(self, now: int, equity: float | None = None) -> None:
         loss = self.loss
-        eq = self.equity()
+        eq = self.equity() if equity is None else equity
+        if loss.quiet(now, eq):
+            return
+        self._observe_slow(now, eq)
+        loss.update_floor()
+
+    def _observe_slow(self, now: int, eq: float) -> None:
+        loss = self.loss
         if loss.lock is not None and self.kernel.trading_state is TradingState.ACTIVE:
             self._recover(now, eq, "operator resume")
         if loss.roll(now, eq):

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .gateway import GateView, deny, reduces_position
-from .model import Decision, OrderRequest, OrderType, Side
+from .model import Account, Decision, OrderRequest, OrderType, Side
 
 if TYPE_CHECKING:
+    from .broker import SymbolSpec
     from .risk import RiskManager
     from .risk_state import RateState
 
@@ -39,6 +40,152 @@ def is_opening(req: OrderRequest, view: GateView) -> bool:
 def entry_price(req: OrderRequest, view: GateView) -> float | None:
     """The price the order is expected to execute at: its own limit/stop price, else the last price."""
     return req.limit_price or req.stop_price or view.last_price(req.symbol)
+
+
+class OrderFacts:
+    """What several rules need to know about one request, computed once per decision.
+
+    The gate's first rule (:class:`PrepareRule`) makes a fresh one for every decision; later rules get
+    it through :meth:`FactsCache.get`, which recomputes if a rule amended the request in a way that
+    matters (anything but its stop-loss/take-profit). Account values are computed lazily.
+    """
+
+    __slots__ = ("_account", "_equity", "_gross", "_spec", "_spec_done", "_specs", "entry", "net", "now", "opening",
+                 "req", "view")
+
+    def __init__(self, req: OrderRequest, view: GateView, equity_fn: Any, gross_fn: Any, specs: Any) -> None:
+        self._specs = specs
+        self.req = req
+        self.view = view
+        sym = req.symbol
+        self.now = view.now_ms()
+        net = view.position(sym)
+        self.net = net.qty
+        if req.reduce_only:
+            self.opening = False
+        else:
+            pos = view.strategy_position(req.strategy, sym) if req.strategy else net
+            self.opening = not reduces_position(req, pos)
+        self.entry: float | None = req.limit_price or req.stop_price or view.last_price(sym)
+        self._spec_done = False
+        self._spec: SymbolSpec | None = None
+        self._account: Account | None = None
+        self._equity: Any = equity_fn  # the function until first use, then the value
+        self._gross: Any = gross_fn
+
+    def same_order(self, req: OrderRequest) -> bool:
+        r = self.req
+        return (r.symbol == req.symbol and r.side is req.side and r.qty == req.qty and r.type is req.type
+                and r.limit_price == req.limit_price and r.stop_price == req.stop_price
+                and r.reduce_only == req.reduce_only and r.strategy == req.strategy)
+
+    def spec(self) -> SymbolSpec | None:
+        if not self._spec_done:
+            self._spec = self._specs(self.req.symbol, self.view)
+            self._spec_done = True
+        return self._spec
+
+    def contract_size(self) -> float:
+        spec = self.spec()
+        return 1.0 if spec is None else spec.contract_size
+
+    def account(self) -> Account:
+        if self._account is None:
+            self._account = self.view.account()
+        return self._account
+
+    def equity(self) -> float:
+        e = self._equity
+        if callable(e):
+            e = self._equity = self._account.equity if self._account is not None else e()
+        return float(e)
+
+    def gross(self) -> float:
+        g = self._gross
+        if callable(g):
+            g = self._gross = g()
+        return float(g)
+
+
+class FactsCache:
+    """Holds the current decision's :class:`OrderFacts` (one per gate; owned by the RiskManager), and
+    the venue's symbol specs, which are static venue data: read once per symbol and dropped by
+    :meth:`clear_specs` (the risk manager does so every minute live and whenever the rules are rebuilt)."""
+
+    __slots__ = ("cur", "equity_fn", "gross_fn", "specs")
+
+    def __init__(self, equity_fn: Any, gross_fn: Any) -> None:
+        self.cur: OrderFacts | None = None
+        self.equity_fn = equity_fn
+        self.gross_fn = gross_fn
+        self.specs: dict[str, SymbolSpec | None] = {}
+
+    def spec(self, symbol: str, view: GateView) -> SymbolSpec | None:
+        specs = self.specs
+        if symbol in specs:
+            return specs[symbol]
+        spec = specs[symbol] = view.symbol_spec(symbol)
+        return spec
+
+    def clear_specs(self) -> None:
+        self.specs = {}
+
+    def fresh(self, req: OrderRequest, view: GateView) -> OrderFacts:
+        f = self.cur = OrderFacts(req, view, self.equity_fn, self.gross_fn, self.spec)
+        return f
+
+    def get(self, req: OrderRequest, view: GateView) -> OrderFacts:
+        f = self.cur
+        if f is not None and (f.req is req or f.same_order(req)):
+            f.req = req
+            return f
+        return self.fresh(req, view)
+
+
+@dataclass
+class PrepareRule:
+    """First rule of the gate: computes the decision's facts. Never denies."""
+
+    facts: FactsCache
+    name: str = "prepare"
+    stage: str = "validation"
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        self.facts.fresh(req, view)
+        return None
+
+
+@dataclass
+class ValidateRule:
+    """Finite numbers, a known symbol, prices consistent with the order type, venue step sizes.
+    (The gateway's basic rule, reading the symbol spec from the shared facts.)"""
+
+    facts: FactsCache
+    name: str = "validate"
+    stage: str = "validation"
+
+    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if not view.known_symbol(req.symbol):
+            return deny(req, self.name, "unknown_symbol", f"unknown symbol {req.symbol!r}", symbol=req.symbol)
+        for fname, v in (("qty", req.qty), ("limit_price", req.limit_price), ("stop_price", req.stop_price),
+                         ("stop_loss", req.stop_loss), ("take_profit", req.take_profit)):
+            if v is not None and not (v > 0 and v < math.inf):  # also refuses NaN
+                return deny(req, self.name, "invalid_number", f"{fname} must be finite and > 0", field=fname, value=v)
+        if req.type is OrderType.LIMIT and req.limit_price is None:
+            return deny(req, self.name, "invalid_order", "a limit order needs limit_price")
+        if req.type is OrderType.STOP and req.stop_price is None:
+            return deny(req, self.name, "invalid_order", "a stop order needs stop_price")
+        spec = self.facts.get(req, view).spec()
+        if spec is not None:
+            if spec.min_qty and req.qty < spec.min_qty - 1e-12:
+                return deny(req, self.name, "below_min_qty", f"qty {req.qty} < venue minimum {spec.min_qty}",
+                            qty=req.qty, min_qty=spec.min_qty)
+            if spec.qty_step:
+                steps = req.qty / spec.qty_step
+                if abs(steps - round(steps)) > 1e-6:
+                    return deny(req, self.name, "qty_step", f"qty {req.qty} is not a multiple of {spec.qty_step}",
+                                qty=req.qty, step=spec.qty_step)
+        return None
 
 
 def position_size(equity: float, entry: float, stop: float, risk_pct: float, *, contract_size: float = 1.0,
@@ -79,6 +226,7 @@ class StopLossRule:
     stop distance away; a take-profit, when given, is on the other side. With ``default`` set to
     ``"fixed"`` or ``"atr"`` a missing stop is attached instead of refused."""
 
+    facts: FactsCache
     name: str = "stop_loss"
     stage: str = "order"
     required: bool = True
@@ -88,9 +236,12 @@ class StopLossRule:
     atr_period: int = 14
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if not is_opening(req, view):
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
+        if not f.opening:
             return None
-        entry = entry_price(req, view)
+        entry = f.entry
         amended: Decision | None = None
         if req.stop_loss is None:
             if self.default == "none":
@@ -108,7 +259,7 @@ class StopLossRule:
                 distance = atr * self.atr_multiple
             else:
                 distance = self.fixed_distance
-            spec = view.symbol_spec(req.symbol)
+            spec = f.spec()
             if spec is not None and spec.min_stop_distance > distance:
                 distance = spec.min_stop_distance
             stop = entry - distance if req.side is Side.BUY else entry + distance
@@ -117,19 +268,21 @@ class StopLossRule:
                             f"the default stop ({self.default}, distance {distance}) would be at {stop}",
                             entry=entry, distance=distance)
             req = req.with_(stop_loss=stop)
+            f.req = req
             amended = Decision(True, "default_stop", f"attached default stop_loss {stop:.8g}", req, self.name,
                                {"stop_loss": stop, "distance": distance, "mode": self.default})
         if entry is None:
             return amended
         sl = req.stop_loss
         assert sl is not None
-        if req.side is Side.BUY and sl >= entry:
-            return deny(req, self.name, "stop_loss_wrong_side", f"buy stop_loss {sl} must be below entry {entry}",
-                        stop_loss=sl, entry=entry)
-        if req.side is Side.SELL and sl <= entry:
+        if req.side is Side.BUY:
+            if sl >= entry:
+                return deny(req, self.name, "stop_loss_wrong_side", f"buy stop_loss {sl} must be below entry {entry}",
+                            stop_loss=sl, entry=entry)
+        elif sl <= entry:
             return deny(req, self.name, "stop_loss_wrong_side", f"sell stop_loss {sl} must be above entry {entry}",
                         stop_loss=sl, entry=entry)
-        spec = view.symbol_spec(req.symbol)
+        spec = f.spec()
         if spec is not None and spec.min_stop_distance and abs(entry - sl) < spec.min_stop_distance - 1e-12:
             return deny(req, self.name, "stop_loss_too_close",
                         f"stop_loss {sl} is {abs(entry - sl):.8g} from entry {entry}; the broker's minimum is "
@@ -153,6 +306,7 @@ class StopLossRule:
 class OrderSizeRule:
     """Maximum quantity and maximum notional (qty x price x contract size) of one opening order."""
 
+    facts: FactsCache
     name: str = "order_size"
     stage: str = "order"
     max_qty: float = math.inf
@@ -161,16 +315,18 @@ class OrderSizeRule:
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
         if req.qty <= self.max_qty and self.max_notional == math.inf:
             return None
-        if not is_opening(req, view):
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
+        if not f.opening:
             return None
         if req.qty > self.max_qty:
             return deny(req, self.name, "max_order_qty", f"qty {req.qty} exceeds the maximum {self.max_qty}",
                         qty=req.qty, limit=self.max_qty)
-        price = entry_price(req, view)
+        price = f.entry
         if price is None:
             return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the order's notional")
-        spec = view.symbol_spec(req.symbol)
-        notional = req.qty * price * (spec.contract_size if spec is not None else 1.0)
+        notional = req.qty * price * f.contract_size()
         if notional > self.max_notional:
             return deny(req, self.name, "max_order_notional",
                         f"notional {notional:.2f} exceeds the maximum {self.max_notional}",
@@ -184,6 +340,7 @@ class PriceCollarRule:
     market order is refused when the last quote or bar is older than ``stale_ms`` (reduce-only orders
     are exempt from the staleness check so that positions can always be flattened)."""
 
+    facts: FactsCache
     name: str = "price_collar"
     stage: str = "order"
     max_deviation: float | None = None
@@ -196,7 +353,7 @@ class PriceCollarRule:
             ts = view.last_quote_ms(req.symbol)
             if ts is None:
                 return deny(req, self.name, "no_price", f"no quote for {req.symbol} yet: market order refused")
-            age = view.now_ms() - ts
+            age = self.facts.get(req, view).now - ts
             if age > self.stale_ms:
                 return deny(req, self.name, "stale_quote",
                             f"last quote for {req.symbol} is {age / 1000:.1f}s old (limit {self.stale_ms / 1000:g}s)",
@@ -234,6 +391,7 @@ class RateRule:
     Only approved orders count: :class:`RateCommitRule`, the very last rule of the gate, records them.
     """
 
+    facts: FactsCache
     state: RateState
     name: str = "rate"
     stage: str = "order"
@@ -244,7 +402,7 @@ class RateRule:
     dup_window_ms: int = 0
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        now = view.now_ms()
+        now = self.facts.get(req, view).now
         key = _rate_key(req)
         st = self.state
         if self.dup_window_ms:
@@ -253,17 +411,27 @@ class RateRule:
                 return deny(req, self.name, "duplicate_order",
                             f"same order from {key} {now - last} ms ago (guard {self.dup_window_ms} ms)",
                             key=key, since_ms=now - last)
-        for scope, window, ps, pm in ((key, st.by_key.get(key), self.per_second, self.per_minute),
-                                      ("total", st.total, self.total_per_second, self.total_per_minute)):
-            if window is None or (ps is None and pm is None):
-                continue
-            sec, minute = window.counts(now)
-            if ps is not None and sec >= ps:
-                return deny(req, self.name, "rate_per_second", f"{scope}: {sec} orders in the last second (max {ps})",
-                            scope=scope, count=sec, limit=ps)
-            if pm is not None and minute >= pm:
-                return deny(req, self.name, "rate_per_minute", f"{scope}: {minute} orders in the last minute (max {pm})",
-                            scope=scope, count=minute, limit=pm)
+        ps, pm = self.per_second, self.per_minute
+        if ps is not None or pm is not None:
+            window = st.by_key.get(key)
+            if window is not None:
+                d = self._limit(req, key, window.counts(now), ps, pm)
+                if d is not None:
+                    return d
+        ps, pm = self.total_per_second, self.total_per_minute
+        if ps is not None or pm is not None:
+            return self._limit(req, "total", st.total.counts(now), ps, pm)
+        return None
+
+    def _limit(self, req: OrderRequest, scope: str, counts: tuple[int, int], ps: int | None,
+               pm: int | None) -> Decision | None:
+        sec, minute = counts
+        if ps is not None and sec >= ps:
+            return deny(req, self.name, "rate_per_second", f"{scope}: {sec} orders in the last second (max {ps})",
+                        scope=scope, count=sec, limit=ps)
+        if pm is not None and minute >= pm:
+            return deny(req, self.name, "rate_per_minute", f"{scope}: {minute} orders in the last minute (max {pm})",
+                        scope=scope, count=minute, limit=pm)
         return None
 
 
@@ -278,7 +446,8 @@ class RateCommitRule:
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
         r = self.rate
         key = _rate_key(req)
-        r.state.record(key, _fingerprint(req, key) if r.dup_window_ms else None, view.now_ms(), r.dup_window_ms)
+        r.state.record(key, _fingerprint(req, key) if r.dup_window_ms else None, r.facts.get(req, view).now,
+                       r.dup_window_ms)
         return None
 
 
@@ -289,13 +458,17 @@ class RateCommitRule:
 class PositionLimitRule:
     """The account's net position per symbol may not exceed ``max_qty`` (or ``max_notional``) in size."""
 
+    facts: FactsCache
     name: str = "position_limit"
     stage: str = "portfolio"
     max_qty: float = math.inf
     max_notional: float = math.inf
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        net = view.position(req.symbol).qty
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
+        net = f.net
         after = net + req.signed_qty
         if abs(after) <= abs(net) + 1e-12:
             return None
@@ -303,10 +476,10 @@ class PositionLimitRule:
             return deny(req, self.name, "max_position", f"position in {req.symbol} would be {after:g} "
                         f"(max {self.max_qty:g})", position=net, after=after, limit=self.max_qty)
         if self.max_notional < math.inf:
-            price = entry_price(req, view)
+            price = f.entry
             if price is None:
                 return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the position")
-            value = abs(after) * price
+            value = abs(after) * price * f.contract_size()
             if value > self.max_notional:
                 return deny(req, self.name, "max_position_notional",
                             f"position value in {req.symbol} would be {value:.2f} (max {self.max_notional:g})",
@@ -318,28 +491,29 @@ class PositionLimitRule:
 class ExposureRule:
     """Gross exposure (sum of |position| x price over symbols) and leverage (gross / equity) after the order."""
 
-    manager: RiskManager
+    facts: FactsCache
     name: str = "exposure"
     stage: str = "portfolio"
     max_gross: float = math.inf
     max_leverage: float = math.inf
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        net = view.position(req.symbol).qty
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
+        net = f.net
         after = net + req.signed_qty
         if abs(after) <= abs(net) + 1e-12:
             return None
-        price = entry_price(req, view)
+        price = f.entry
         if price is None:
             return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the exposure")
-        spec = view.symbol_spec(req.symbol)
-        cs = spec.contract_size if spec is not None else 1.0
-        gross = self.manager.gross_exposure() + (abs(after) - abs(net)) * price * cs
+        gross = f.gross() + (abs(after) - abs(net)) * price * f.contract_size()
         if gross > self.max_gross:
             return deny(req, self.name, "max_gross_exposure", f"gross exposure would be {gross:.2f} "
                         f"(max {self.max_gross:g})", gross=gross, limit=self.max_gross)
         if self.max_leverage < math.inf:
-            equity = self.manager.equity()
+            equity = f.equity()
             lev = math.inf if equity <= 0 else gross / equity
             if lev > self.max_leverage:
                 return deny(req, self.name, "max_leverage", f"leverage would be {lev:.2f}x (max {self.max_leverage:g}x)",
@@ -358,11 +532,14 @@ class OpenPositionsRule:
     max_open: int = 1 << 30
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if not is_opening(req, view):
+        m = self.manager
+        f = m.facts.cur
+        if f is None or f.req is not req:
+            f = m.facts.get(req, view)
+        if not f.opening:
             return None
         sym = req.symbol
-        m = self.manager
-        if not view.position(sym).is_flat or sym in m.broker_symbols:
+        if abs(f.net) > 1e-12 or sym in m.broker_symbols:
             return None  # adds to a symbol that is already open: no new position
         count = max(view.broker_open_positions(), len(m.broker_symbols))
         if count >= self.max_open:
@@ -376,20 +553,22 @@ class OpenPositionsRule:
 class RiskPerTradeRule:
     """An opening order may risk at most ``max_pct`` % of equity: qty x |entry - stop| x contract size."""
 
-    manager: RiskManager
+    facts: FactsCache
     name: str = "risk_per_trade"
     stage: str = "portfolio"
     max_pct: float = 1.0
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if not is_opening(req, view):
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
+        if not f.opening:
             return None
-        entry = entry_price(req, view)
+        entry = f.entry
         if req.stop_loss is None or entry is None:
             return deny(req, self.name, "risk_unknown", "cannot size the risk without a stop_loss and a price")
-        spec = view.symbol_spec(req.symbol)
-        risk = req.qty * abs(entry - req.stop_loss) * (spec.contract_size if spec is not None else 1.0)
-        equity = self.manager.equity()
+        risk = req.qty * abs(entry - req.stop_loss) * f.contract_size()
+        equity = f.equity()
         allowed = equity * self.max_pct / 100.0
         if risk > allowed + 1e-9:
             return deny(req, self.name, "risk_per_trade", f"the order risks {risk:.2f} at its stop, more than "
@@ -402,21 +581,25 @@ class MarginRule:
     """Required margin (notional x the symbol's margin rate) within ``free_fraction`` of the broker's
     free margin, and the margin level (equity / margin used, %) not pushed below ``min_level``."""
 
+    facts: FactsCache
     name: str = "margin"
     stage: str = "portfolio"
     free_fraction: float | None = None
     min_level: float | None = None
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if not is_opening(req, view):
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
+        if not f.opening:
             return None
-        price = entry_price(req, view)
+        price = f.entry
         if price is None:
             return deny(req, self.name, "no_price", f"no price for {req.symbol} to compute the margin")
-        spec = view.symbol_spec(req.symbol)
+        spec = f.spec()
         rate, cs = (spec.margin_rate, spec.contract_size) if spec is not None else (1.0, 1.0)
         required = req.qty * price * cs * rate
-        acct = view.account()
+        acct = f.account()
         if self.free_fraction is not None and required > acct.free_margin * self.free_fraction:
             return deny(req, self.name, "margin_insufficient",
                         f"required margin {required:.2f} exceeds {self.free_fraction * 100:g}% of free margin "
@@ -443,9 +626,13 @@ class LossLimitRule:
     stage: str = "loss"
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if not is_opening(req, view):
+        m = self.manager
+        f = m.facts.cur
+        if f is None or f.req is not req:
+            f = m.facts.get(req, view)
+        if not f.opening:
             return None
-        lock = self.manager.check_loss_now()
+        lock = m.check_loss_now(f.now, f.equity())
         if lock is None:
             return None
         return deny(req, self.name, "loss_limit", f"loss limit holds: {lock.reason}", metric=lock.metric,
@@ -464,12 +651,14 @@ class CooldownRule:
     ms: int = 0
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        cd = self.manager.cooldowns
-        now = view.now_ms()
+        m = self.manager
+        cd = m.cooldowns
+        f = m.facts.cur
+        if f is None or f.req is not req:
+            f = m.facts.get(req, view)
+        now = f.now
         st = cd.by_symbol.get(req.symbol)
-        if st is None and cd.global_until <= now:
-            return None
-        if not is_opening(req, view):
+        if (st is None and cd.global_until <= now) or not f.opening:
             return None
         if cd.global_until > now:
             return deny(req, self.name, "locked", f"all entries locked after repeated stop-losses for another "

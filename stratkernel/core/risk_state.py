@@ -8,6 +8,7 @@ restart (even after ``kill -9``) resumes with the same peaks, baselines, locks a
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -76,6 +77,26 @@ class LossTracker:
     next_week: int = 0
     warned: dict[str, float] = field(default_factory=dict)
     lock: LossLock | None = None
+    # equity above which no new warning or trip is due (recomputed when a baseline, peak or warning
+    # changes): the per-bar and per-order check is then a few comparisons
+    floor: float = math.inf
+
+    def quiet(self, now_ms: int, equity: float) -> bool:
+        """True when nothing can have changed: no boundary passed, no new peak, no level crossed."""
+        return (self.lock is None and now_ms < self.next_day and now_ms < self.next_week
+                and self.peak is not None and equity <= self.peak and equity > self.floor)
+
+    def update_floor(self) -> None:
+        floor = -math.inf
+        for metric, limit, base in (("daily_loss", self.daily, self.day_base),
+                                    ("weekly_loss", self.weekly, self.week_base),
+                                    ("drawdown", self.drawdown, self.peak)):
+            if limit is None or not base:
+                continue
+            done = self.warned.get(metric, 0.0)
+            level = next((lv for lv in WARN_LEVELS if lv > done), 1.0)
+            floor = max(floor, base * (1.0 - limit * level))
+        self.floor = floor
 
     @property
     def enabled(self) -> bool:
