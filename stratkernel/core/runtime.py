@@ -236,7 +236,10 @@ class Runtime:
         kernel = self.kernel
         assert kernel is not None
         if command == "halt":
-            await kernel.set_trading_state(TradingState.HALTED, reason, source=source)
+            if kernel.risk is not None:  # the kill switch: flattens first when [risk] halt_flattens is set
+                await kernel.risk.kill_switch(reason, source=source)
+            else:
+                await kernel.set_trading_state(TradingState.HALTED, reason, source=source)
         elif command == "resume":
             await kernel.set_trading_state(TradingState.ACTIVE, reason, source=source)
         elif command == "flatten":

@@ -199,7 +199,10 @@ class KernelService:
         return {"state": state, "limits": k.config.risk.model_dump(mode="json")}
 
     async def halt(self, reason: str, *, user: str) -> dict[str, Any]:
-        await self.kernel.set_trading_state(TradingState.HALTED, reason, source=f"api:{user}")
+        if self.kernel.risk is not None:  # the kill switch: flattens first when [risk] halt_flattens is set
+            await self.kernel.risk.kill_switch(reason, source=f"api:{user}")
+        else:
+            await self.kernel.set_trading_state(TradingState.HALTED, reason, source=f"api:{user}")
         return self.risk()
 
     async def resume(self, reason: str, *, user: str) -> dict[str, Any]:

@@ -589,3 +589,15 @@ async def test_admin_limit_change_rebuilds_the_gate() -> None:
     k.rebuild_rules()
     await expect(k, rq(qty=10, stop_loss=90.0), "max_order_qty")
     assert k.risk is not None and k.risk.needs_bars
+
+
+async def test_the_cli_halt_command_is_the_kill_switch() -> None:
+    from stratkernel.core.runtime import Runtime
+
+    k = await make_kernel(halt_flattens=True)
+    await long_position(k, 10)
+    rt = Runtime(k.config)
+    rt.kernel = k
+    await rt.apply_command("halt", "operator kill switch", source="cli:test")
+    assert k.trading_state is TradingState.HALTED and k.state_reason == "operator kill switch"
+    assert broker(k).seen[-1].request.reduce_only and broker(k).seen[-1].request.qty == 10
