@@ -6,7 +6,6 @@ from stratkernel.core.config import BrokerConfig, KernelConfig
 from stratkernel.core.kernel import Kernel
 from stratkernel.core.model import OrderRequest, Quote, Side, TradingState
 from stratkernel.core.plugins import load_plugins
-from stratkernel.plugins import mt5_plugin
 from stratkernel.testing.mt5_double import MetaTrader5Double
 
 
@@ -15,7 +14,8 @@ async def test_gate_broker_and_terminal_agree() -> None:
     mt5.sim_add_symbol("EURUSD", bid=1.1, ask=1.1002, trade_stops_level=10)
     options = {"module": mt5, "poll_interval": 0.0, "symbols": ["EURUSD"]}
     config = KernelConfig(symbols=["EURUSD"], strategies=[], broker=BrokerConfig(name="mt5", options=options))
-    kernel = Kernel(config, load_plugins(entry_points=False, extra=[("mt5", mt5_plugin)]), mode="live")
+    # the built-ins (the "mt5" entry point among them) exactly as a user's install has them
+    kernel = Kernel(config, load_plugins(), mode="live")
     await kernel.setup()
     try:
         await kernel.on_live_quote(Quote(mt5.sim_now, 1.1, 1.1002, 1.1001, "EURUSD"))
