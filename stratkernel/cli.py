@@ -222,9 +222,10 @@ def risk_show(config_path: str | None, as_json: bool) -> None:
         return
     st = out["state"]
     click.echo(f"trading state: {st.get('trading_state', 'active (never changed)')}  {st.get('state_reason', '')}")
-    for k, v in st.items():
-        if k not in ("trading_state", "state_reason"):
-            click.echo(f"  {k}: {v}")
+    from .core.risk_report import state_lines
+
+    for line in state_lines(st):
+        click.echo(line)
     click.echo("limits:")
     for k, v in out["limits"].items():
         click.echo(f"  {k}: {v}")

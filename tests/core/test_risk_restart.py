@@ -118,6 +118,10 @@ def test_a_tripped_loss_limit_survives_kill_9_and_needs_the_operator(tmp_path: P
         state = json.loads(shown.stdout)["state"]
         assert state["trading_state"] == "halted" and state["halt_kind"] == "loss_limit"
         assert state["loss"]["lock"]["metric"] == "daily_loss"
+        text = subprocess.run([sys.executable, "-m", "stratkernel.cli", "risk", "show", "--config", "c.toml"],
+                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60).stdout
+        assert "trading state: halted" in text and "LOSS LOCK: daily_loss" in text and "equity peak:" in text, text
+        assert "daily_loss_pct: 0.05" in text
         assert _count(db, "SELECT COUNT(*) FROM audit WHERE approved = 1") == entries_while_halted
 
         resumed = subprocess.run([sys.executable, "-m", "stratkernel.cli", "risk", "resume", "--config", "c.toml",
