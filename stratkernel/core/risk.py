@@ -226,6 +226,10 @@ class RiskManager:
         self.loss.weekly = None if c.weekly_loss_pct is None else c.weekly_loss_pct / 100.0
         self.loss.drawdown = None if c.max_drawdown_pct is None else c.max_drawdown_pct / 100.0
         self.cooldowns.window_ms = int(c.stop_lock_window_minutes * 60_000)
+        if not self.loss.enabled and self.loss.lock is not None:
+            # the limit that held was switched off: its lock goes; the trading state stays the operator's
+            self.loss.lock = None
+            self._dirty = True
         self.needs_bars = self.loss.enabled or c.stop_cooldown_bars > 0
         self.loss.update_floor()
         self.facts.clear_specs()
@@ -243,6 +247,7 @@ class RiskManager:
 
     def on_fill(self, fill: Fill) -> None:
         """Stop-loss hits start cooldowns; K hits in the window lock the symbol (or everything)."""
+        self.facts.positions_changed()
         if fill.role != "stop_loss":
             return
         c = self.config
@@ -312,6 +317,7 @@ class RiskManager:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Adopt a snapshot (the kernel has already restored ``trading_state`` from the same table)."""
+        self.facts.positions_changed()  # the kernel rebuilt its portfolio from the stored fills
         if isinstance(state.get("loss"), dict):
             self.loss.load(state["loss"])
             self.loss.update_floor()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .gateway import GateView, deny, reduces_position
-from .model import Account, Decision, OrderRequest, OrderType, Side
+from .model import Account, Decision, OrderRequest, OrderType, Position, Side
 
 if TYPE_CHECKING:
     from .broker import SymbolSpec
@@ -50,28 +50,27 @@ class OrderFacts:
     matters (anything but its stop-loss/take-profit). Account values are computed lazily.
     """
 
-    __slots__ = ("_account", "_equity", "_gross", "_spec", "_spec_done", "_specs", "entry", "net", "now", "opening",
+    __slots__ = ("_account", "_cache", "_equity", "_gross", "_spec", "_spec_done", "entry", "net", "now", "opening",
                  "req", "view")
 
-    def __init__(self, req: OrderRequest, view: GateView, equity_fn: Any, gross_fn: Any, specs: Any) -> None:
-        self._specs = specs
+    def __init__(self, req: OrderRequest, view: GateView, cache: FactsCache) -> None:
+        self._cache = cache
         self.req = req
         self.view = view
         sym = req.symbol
         self.now = view.now_ms()
-        net = view.position(sym)
-        self.net = net.qty
+        self.net = cache.net_qty(sym, view)
         if req.reduce_only:
             self.opening = False
         else:
-            pos = view.strategy_position(req.strategy, sym) if req.strategy else net
+            pos = view.strategy_position(req.strategy, sym) if req.strategy else Position(sym, self.net)
             self.opening = not reduces_position(req, pos)
         self.entry: float | None = req.limit_price or req.stop_price or view.last_price(sym)
         self._spec_done = False
         self._spec: SymbolSpec | None = None
         self._account: Account | None = None
-        self._equity: Any = equity_fn  # the function until first use, then the value
-        self._gross: Any = gross_fn
+        self._equity: Any = cache.equity_fn  # the function until first use, then the value
+        self._gross: Any = cache.gross_fn
 
     def same_order(self, req: OrderRequest) -> bool:
         r = self.req
@@ -81,7 +80,7 @@ class OrderFacts:
 
     def spec(self) -> SymbolSpec | None:
         if not self._spec_done:
-            self._spec = self._specs(self.req.symbol, self.view)
+            self._spec = self._cache.spec(self.req.symbol, self.view)
             self._spec_done = True
         return self._spec
 
@@ -110,15 +109,38 @@ class OrderFacts:
 class FactsCache:
     """Holds the current decision's :class:`OrderFacts` (one per gate; owned by the RiskManager), and
     the venue's symbol specs, which are static venue data: read once per symbol and dropped by
-    :meth:`clear_specs` (the risk manager does so every minute live and whenever the rules are rebuilt)."""
+    :meth:`clear_specs` (the risk manager does so every minute live and whenever the rules are rebuilt).
 
-    __slots__ = ("cur", "equity_fn", "gross_fn", "specs")
+    Net positions per symbol and the number of open positions change only with fills, so they are
+    cached too and dropped by :meth:`positions_changed`, which the risk manager calls for every fill
+    the kernel applies.
+    """
+
+    __slots__ = ("_nets", "_open_count", "cur", "equity_fn", "gross_fn", "specs")
 
     def __init__(self, equity_fn: Any, gross_fn: Any) -> None:
         self.cur: OrderFacts | None = None
         self.equity_fn = equity_fn
         self.gross_fn = gross_fn
         self.specs: dict[str, SymbolSpec | None] = {}
+        self._nets: dict[str, float] = {}
+        self._open_count: int | None = None
+
+    def net_qty(self, symbol: str, view: GateView) -> float:
+        q = self._nets.get(symbol)
+        if q is None:
+            q = self._nets[symbol] = view.position(symbol).qty
+        return q
+
+    def open_positions(self, view: GateView) -> int:
+        n = self._open_count
+        if n is None:
+            n = self._open_count = view.broker_open_positions()
+        return n
+
+    def positions_changed(self) -> None:
+        self._nets = {}
+        self._open_count = None
 
     def spec(self, symbol: str, view: GateView) -> SymbolSpec | None:
         specs = self.specs
@@ -131,7 +153,7 @@ class FactsCache:
         self.specs = {}
 
     def fresh(self, req: OrderRequest, view: GateView) -> OrderFacts:
-        f = self.cur = OrderFacts(req, view, self.equity_fn, self.gross_fn, self.spec)
+        f = self.cur = OrderFacts(req, view, self)
         return f
 
     def get(self, req: OrderRequest, view: GateView) -> OrderFacts:
@@ -541,7 +563,7 @@ class OpenPositionsRule:
         sym = req.symbol
         if abs(f.net) > 1e-12 or sym in m.broker_symbols:
             return None  # adds to a symbol that is already open: no new position
-        count = max(view.broker_open_positions(), len(m.broker_symbols))
+        count = max(m.facts.open_positions(view), len(m.broker_symbols))
         if count >= self.max_open:
             return deny(req, self.name, "max_open_positions",
                         f"{count} positions are open (max {self.max_open}); {sym} would open another",
