@@ -74,7 +74,9 @@ class ReloadEvent:
     old_version: str | None
     new_version: str | None
     error: dict[str, Any] | None = None
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.perf_counter)
+    #: perf_counter marks of the steps (seen, loaded, swapped), for the reload benchmark
+    marks: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         # ``ok``/``version``/``previous`` are the same facts under the names the first reload API used
@@ -101,6 +103,7 @@ class ScriptWatcher:
         #: content does nothing and a broken version is not retried until it changes
         self._applied: dict[str, tuple[str, str]] = {}
         self._lock = asyncio.Lock()
+        self._seen = 0.0
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -168,6 +171,7 @@ class ScriptWatcher:
 
     async def sync(self, name: str) -> ReloadEvent | None:
         """Bring the kernel in line with what ``scripts_dir`` holds for ``name`` now."""
+        self._seen = time.perf_counter()
         async with self._lock:
             path = self._script_path(name)
             if path is None:
@@ -231,6 +235,7 @@ class ScriptWatcher:
         except StrategyError as exc:
             host.close()
             return self._report(ReloadEvent(name, "failed", reason, old_version, version, exc.as_dict()))
+        loaded = time.perf_counter()
         saved_state = None
         if old is None and kernel.store is not None:
             for row in await kernel.store.strategies():
@@ -264,7 +269,8 @@ class ScriptWatcher:
                 await kernel.drain()
             await self._save(slot)
         return self._report(ReloadEvent(name, "started" if old is None else "reloaded", reason, old_version,
-                                        version))
+                                        version, marks={"seen": self._seen, "loaded": loaded,
+                                                        "swapped": time.perf_counter()}))
 
     def _history(self, symbol: str) -> Any:
         """The bars the kernel has seen so far, so the new version's bar index matches the kernel's."""
