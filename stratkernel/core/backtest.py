@@ -25,7 +25,7 @@ from .plugins import PluginHost, load_plugins
 MS_PER_YEAR = 365.0 * 24 * 3600 * 1000
 
 
-@dataclass
+@dataclass(repr=False)
 class BacktestResult:
     strategy: str
     params: dict[str, Any]
@@ -44,6 +44,12 @@ class BacktestResult:
     elapsed_s: float
     failure: dict[str, Any] | None = None
     gate: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # compact on purpose: asyncio reprs a finished task's result, and a repr of every fill of a
+        # million-bar run costs as much as a good part of the run
+        return (f"BacktestResult(strategy={self.strategy!r}, bars={self.bars}, fills={len(self.fills)}, "
+                f"pnl={self.pnl:.4f}, failure={self.failure!r})")
 
     @property
     def pnl(self) -> float:

@@ -18,6 +18,7 @@ Strategy slots wrap every call into strategy code (see :class:`PluginSlot` and
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -487,12 +488,36 @@ class Kernel:
         on_market = broker._get().on_market if broker.simulated else None  # type: ignore[attr-defined]
         port = self.port
         n = len(series)
-        step = max(n // 200, 1)
         bars = map(Bar, series.ts.tolist(), series.open.tolist(), series.high.tolist(), series.low.tolist(),
                    series.close.tolist(), series.volume.tolist(), repeat(sym, n))
         active = [s for s in slots if s.status == "running"]
         assert self.risk is not None
         risk_on_bar = self.risk.on_bar if self.risk.needs_bars else None
+        i = -1
+        # The loop allocates millions of short-lived objects and keeps few: full cyclic-GC passes over
+        # the (large, long-lived) heap cost ~15% of a backtest. Freeze what exists and collect young
+        # objects less often for the duration; restored afterwards.
+        gc_threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(max(gc_threshold[0], 100_000), gc_threshold[1], gc_threshold[2])
+        try:
+            i = await self._replay(bars, active, on_market, risk_on_bar, progress, cancel, n)
+        finally:
+            gc.set_threshold(*gc_threshold)
+            gc.unfreeze()
+        self.stats["bars"] = i + 1
+        if i >= 0:
+            self._last_bar[sym] = series.bar(i)
+            port.time = int(series.ts[i])
+        if progress is not None:
+            progress(n, n)
+        await self.stop_slots()
+
+    async def _replay(self, bars: Any, active: list[Slot], on_market: Any, risk_on_bar: Any,
+                      progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None,
+                      n: int) -> int:
+        port = self.port
+        step = max(n // 200, 1)
         i = -1
         for i, bar in enumerate(bars):
             port.index = i  # bar time, last price etc. are derived from the index when asked
@@ -515,13 +540,7 @@ class Kernel:
                     progress(i, n)
                 if cancel is not None and cancel():
                     break
-        self.stats["bars"] = i + 1
-        if i >= 0:
-            self._last_bar[sym] = series.bar(i)
-            port.time = int(series.ts[i])
-        if progress is not None:
-            progress(n, n)
-        await self.stop_slots()
+        return i
 
     async def _start_slots(self) -> None:
         for slot in list(self.slots.values()):
