@@ -56,3 +56,10 @@ def test_broken_toml_and_missing_file(clean_env: None, tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_configuration_reference_is_current() -> None:
+    from stratkernel.core.configdoc import render
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert doc == render(), "docs/configuration.md is stale: python -m stratkernel.core.configdoc > docs/configuration.md"
