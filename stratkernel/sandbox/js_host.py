@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from stratkernel.core.errors import StrategyError, ValidationError
 from stratkernel.core.strategy import parse_params, resolve_params
@@ -45,6 +47,76 @@ class JsScriptHost(ScriptHost):
     """
 
     language = "javascript"
+    v8_version: str = ""
+
+    # One started-but-unused worker (no script yet: a bare, confined isolate), kept warm by
+    # ``keep_spare`` so that a hot reload does not wait for a process start. Taken by the next host
+    # whose limits match; a spare nobody takes dies with its parent (its pipe closes).
+    _spare: ClassVar[JsScriptHost | None] = None
+    _spare_lock: ClassVar[threading.Lock] = threading.Lock()
+    _spare_wanted: ClassVar[SandboxLimits | None] = None
+    _spare_queue: ClassVar[queue.SimpleQueue[tuple[IndicatorProvider, str]] | None] = None
+
+    @classmethod
+    def keep_spare(cls, limits: SandboxLimits, indicators: IndicatorProvider, symbol: str) -> None:
+        """Keep one worker with ``limits`` started in the background from now on (hot reload calls this)."""
+        cls._spare_wanted = limits
+        cls._refill(indicators, symbol)
+
+    @classmethod
+    def drop_spare(cls) -> None:
+        cls._spare_wanted = None
+        with cls._spare_lock:
+            spare, cls._spare = cls._spare, None
+        if spare is not None:
+            spare.close()
+
+    @classmethod
+    def _refill(cls, indicators: IndicatorProvider, symbol: str) -> None:
+        if cls._spare_wanted is None:
+            return
+        # One long-lived thread starts the spares: the worker's parent-death signal (PR_SET_PDEATHSIG)
+        # fires when the *thread* that started it ends, so a short-lived thread would kill its spare.
+        with cls._spare_lock:
+            if cls._spare_queue is None:
+                cls._spare_queue = queue.SimpleQueue()
+                threading.Thread(target=cls._spare_loop, args=(cls._spare_queue,), name="js-spare-worker",
+                                 daemon=True).start()
+            cls._spare_queue.put((indicators, symbol))
+
+    @classmethod
+    def _spare_loop(cls, requests: queue.SimpleQueue[tuple[IndicatorProvider, str]]) -> None:
+        while True:
+            indicators, symbol = requests.get()
+            limits = cls._spare_wanted
+            if limits is None:
+                continue
+            shell = cls("", name="spare", filename="spare.js", limits=limits, indicators=indicators, symbol=symbol)
+            try:
+                shell._spawn_worker()
+            except (_Kill, StrategyError, OSError):
+                shell.close()
+                continue
+            old: JsScriptHost | None
+            with cls._spare_lock:
+                if cls._spare_wanted is None:
+                    old = shell
+                else:
+                    old, cls._spare = cls._spare, shell
+            if old is not None:
+                old.close()
+
+    def _take_spare(self) -> bool:
+        with self._spare_lock:
+            spare = self._spare
+            if spare is None or spare.limits != self.limits or not spare.alive:
+                return False
+            JsScriptHost._spare = None
+        for attr in ("_proc", "_reader", "_wfd", "_beat", "_page", "confinement", "v8_version"):
+            setattr(self, attr, getattr(spare, attr))
+        spare._proc, spare._beat, spare._page = None, None, None  # now ours: the shell must not close it
+        self._refill(self.indicators, self.symbol)
+        return True
 
     def load(self, params: dict[str, Any] | None = None) -> None:
         """Start the worker, compile and run the module, read and resolve PARAMS.
@@ -97,6 +169,11 @@ class JsScriptHost(ScriptHost):
             raise err from None
 
     def _spawn(self) -> None:
+        if self._take_spare():
+            return
+        self._spawn_worker()
+
+    def _spawn_worker(self) -> None:
         lim = asdict(self.limits)
         memfd = os.memfd_create("stratkernel-heartbeat", os.MFD_CLOEXEC)
         try:

@@ -118,7 +118,27 @@ class ScriptWatcher:
         log.info("watching %s for script changes", self.scripts_dir)
         watcher = awatch(self.scripts_dir, stop_event=stop, step=self.step_ms, debounce=self.debounce_ms,
                          recursive=False, watch_filter=lambda _change, p: script_name(Path(p)) is not None)
+        spare = self._keep_js_spare()
         self.ready.set()
+        try:
+            await self._watch(watcher)
+        finally:
+            if spare is not None:
+                spare.drop_spare()
+
+    def _keep_js_spare(self) -> Any:
+        """Keep a JS worker started ahead of time, so a reload of a .js script skips the process start."""
+        try:
+            from stratkernel.core.slots import host_from_source
+            from stratkernel.sandbox.js_host import JsScriptHost
+        except ImportError:
+            return None
+        kernel = self.kernel
+        probe = host_from_source(kernel, "spare", "", "spare.js", kernel.config.symbols[0])
+        JsScriptHost.keep_spare(probe.limits, probe.indicators, probe.symbol)
+        return JsScriptHost
+
+    async def _watch(self, watcher: Any) -> None:
         async for changes in watcher:
             names = sorted({n for _, p in changes if (n := script_name(Path(p))) is not None})
             for name in names:
