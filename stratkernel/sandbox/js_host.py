@@ -30,36 +30,34 @@ from stratkernel.core.strategy import parse_params, resolve_params
 from . import protocol
 from .host import CallResult, IndicatorProvider, SandboxLimits, ScriptHost, _decode_json_text, _Kill
 
-__all__ = ["CallResult", "IndicatorProvider", "JsScriptHost", "SandboxLimits"]
+__all__ = ["CallResult", "IndicatorProvider", "JsScriptHost", "SandboxLimits", "SpareWorker", "WarmScriptHost"]
 
 JS_WORKER = Path(__file__).with_name("js_worker.py")
 MAX_SOURCE_BYTES = 1_000_000
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-class JsScriptHost(ScriptHost):
-    """A JavaScript user script in its own confined worker process with its own V8 isolate.
+class SpareWorker:
+    """Mixin for a ScriptHost subclass: one started-but-unused worker kept warm in the background.
 
-    ``JsScriptHost(source, name=, filename=, limits=, indicators=, symbol=)``; then exactly the
-    ScriptHost life cycle: ``load`` → ``set_series``/``append_bar`` → ``start`` → ``run``/``fill``/
-    ``reject`` → ``stop`` → ``close``. Callbacks are ``onStart``/``onBar``/``onFill``/``onReject``/
-    ``onStop`` in the script; ``callbacks`` lists them by their Python names (``on_bar``...).
+    A spare is a worker with no script yet (for JS: a bare, confined isolate). ``keep_spare`` turns it
+    on (hot reload does), the next host of that class whose limits match takes the spare in its
+    ``_spawn`` instead of starting a process, and a new spare is started behind it. A spare nobody takes
+    dies with its parent (its pipe closes). Subclasses provide ``_spawn_worker`` (the real start).
     """
 
-    language = "javascript"
-    v8_version: str = ""
-
-    # One started-but-unused worker (no script yet: a bare, confined isolate), kept warm by
-    # ``keep_spare`` so that a hot reload does not wait for a process start. Taken by the next host
-    # whose limits match; a spare nobody takes dies with its parent (its pipe closes).
-    _spare: ClassVar[JsScriptHost | None] = None
+    _spare: ClassVar[Any] = None
     _spare_lock: ClassVar[threading.Lock] = threading.Lock()
     _spare_wanted: ClassVar[SandboxLimits | None] = None
     _spare_queue: ClassVar[queue.SimpleQueue[tuple[IndicatorProvider, str]] | None] = None
+    _SPARE_ATTRS: ClassVar[tuple[str, ...]] = ("_proc", "_reader", "_wfd", "_beat", "_page", "confinement")
+
+    def _spawn_worker(self) -> None:
+        raise TypeError(f"{type(self).__name__} must define _spawn_worker")
 
     @classmethod
     def keep_spare(cls, limits: SandboxLimits, indicators: IndicatorProvider, symbol: str) -> None:
-        """Keep one worker with ``limits`` started in the background from now on (hot reload calls this)."""
+        """Keep one worker with ``limits`` started in the background from now on."""
         cls._spare_wanted = limits
         cls._refill(indicators, symbol)
 
@@ -78,10 +76,11 @@ class JsScriptHost(ScriptHost):
         # One long-lived thread starts the spares: the worker's parent-death signal (PR_SET_PDEATHSIG)
         # fires when the *thread* that started it ends, so a short-lived thread would kill its spare.
         with cls._spare_lock:
-            if cls._spare_queue is None:
+            if cls.__dict__.get("_spare_queue") is None:
                 cls._spare_queue = queue.SimpleQueue()
-                threading.Thread(target=cls._spare_loop, args=(cls._spare_queue,), name="js-spare-worker",
-                                 daemon=True).start()
+                threading.Thread(target=cls._spare_loop, args=(cls._spare_queue,),
+                                 name=f"{cls.__name__}-spare", daemon=True).start()
+            assert cls._spare_queue is not None
             cls._spare_queue.put((indicators, symbol))
 
     @classmethod
@@ -91,13 +90,13 @@ class JsScriptHost(ScriptHost):
             limits = cls._spare_wanted
             if limits is None:
                 continue
-            shell = cls("", name="spare", filename="spare.js", limits=limits, indicators=indicators, symbol=symbol)
+            shell: Any = cls("", name="spare", filename="spare", limits=limits,  # type: ignore[call-arg]
+                             indicators=indicators, symbol=symbol)
             try:
                 shell._spawn_worker()
             except (_Kill, StrategyError, OSError):
                 shell.close()
                 continue
-            old: JsScriptHost | None
             with cls._spare_lock:
                 if cls._spare_wanted is None:
                     old = shell
@@ -107,16 +106,33 @@ class JsScriptHost(ScriptHost):
                 old.close()
 
     def _take_spare(self) -> bool:
-        with self._spare_lock:
-            spare = self._spare
-            if spare is None or spare.limits != self.limits or not spare.alive:
+        cls = type(self)
+        me: Any = self
+        with cls._spare_lock:
+            spare = cls._spare
+            if spare is None or spare.limits != me.limits or not spare.alive:
                 return False
-            JsScriptHost._spare = None
-        for attr in ("_proc", "_reader", "_wfd", "_beat", "_page", "confinement", "v8_version"):
+            cls._spare = None
+        for attr in self._SPARE_ATTRS:
             setattr(self, attr, getattr(spare, attr))
         spare._proc, spare._beat, spare._page = None, None, None  # now ours: the shell must not close it
-        self._refill(self.indicators, self.symbol)
+        cls._refill(me.indicators, me.symbol)
         return True
+
+
+class JsScriptHost(SpareWorker, ScriptHost):
+    """A JavaScript user script in its own confined worker process with its own V8 isolate.
+
+    ``JsScriptHost(source, name=, filename=, limits=, indicators=, symbol=)``; then exactly the
+    ScriptHost life cycle: ``load`` → ``set_series``/``append_bar`` → ``start`` → ``run``/``fill``/
+    ``reject`` → ``stop`` → ``close``. Callbacks are ``onStart``/``onBar``/``onFill``/``onReject``/
+    ``onStop`` in the script; ``callbacks`` lists them by their Python names (``on_bar``...).
+    """
+
+    language = "javascript"
+    v8_version: str = ""
+
+    _SPARE_ATTRS = (*SpareWorker._SPARE_ATTRS, "v8_version")
 
     def load(self, params: dict[str, Any] | None = None) -> None:
         """Start the worker, compile and run the module, read and resolve PARAMS.
@@ -213,3 +229,18 @@ class JsScriptHost(ScriptHost):
         if code is not None and -code in (signal.SIGABRT, signal.SIGTRAP, signal.SIGILL):
             return StrategyError("limit", "the V8 worker aborted: memory limit (V8 heap) or another V8 limit")
         return err
+
+
+class WarmScriptHost(SpareWorker, ScriptHost):
+    """The Python :class:`ScriptHost`, unchanged except that it can take a warm spare worker.
+
+    Hot reload builds its Python hosts with this class, so a reload skips the worker's process start
+    (the Python worker's start-up, imports and compiler warm-up: ~100-150 ms).
+    """
+
+    def _spawn_worker(self) -> None:
+        ScriptHost._spawn(self)
+
+    def _spawn(self) -> None:
+        if not self._take_spare():
+            self._spawn_worker()

@@ -118,25 +118,40 @@ class ScriptWatcher:
         log.info("watching %s for script changes", self.scripts_dir)
         watcher = awatch(self.scripts_dir, stop_event=stop, step=self.step_ms, debounce=self.debounce_ms,
                          recursive=False, watch_filter=lambda _change, p: script_name(Path(p)) is not None)
-        spare = self._keep_js_spare()
+        spares = self._keep_spares()
         self.ready.set()
         try:
             await self._watch(watcher)
         finally:
-            if spare is not None:
-                spare.drop_spare()
+            for cls in spares:
+                cls.drop_spare()
 
-    def _keep_js_spare(self) -> Any:
-        """Keep a JS worker started ahead of time, so a reload of a .js script skips the process start."""
+    def _keep_spares(self) -> list[Any]:
+        """Keep a Python and a JS worker started ahead of time: a reload then skips the process start."""
         try:
-            from stratkernel.core.slots import host_from_source
-            from stratkernel.sandbox.js_host import JsScriptHost
+            from stratkernel.sandbox.js_host import JsScriptHost, WarmScriptHost
         except ImportError:
-            return None
-        kernel = self.kernel
-        probe = host_from_source(kernel, "spare", "", "spare.js", kernel.config.symbols[0])
-        JsScriptHost.keep_spare(probe.limits, probe.indicators, probe.symbol)
-        return JsScriptHost
+            return []
+        kept = []
+        for cls, filename in ((WarmScriptHost, "spare.py"), (JsScriptHost, "spare.js")):
+            probe = self._host("spare", "", filename, self.kernel.config.symbols[0])
+            cls.keep_spare(probe.limits, probe.indicators, probe.symbol)
+            kept.append(cls)
+        return kept
+
+    def _host(self, name: str, source: str, filename: str, symbol: str) -> Any:
+        """A (not yet loaded) host for ``filename``'s language, able to take a warm spare worker."""
+        from stratkernel.core.slots import host_from_source
+
+        host = host_from_source(self.kernel, name, source, filename, symbol)
+        if filename.endswith(".py"):
+            try:
+                from stratkernel.sandbox.js_host import WarmScriptHost
+            except ImportError:
+                return host
+            host = WarmScriptHost(source, name=name, filename=filename, limits=host.limits,
+                                  indicators=host.indicators, symbol=symbol)
+        return host
 
     async def _watch(self, watcher: Any) -> None:
         async for changes in watcher:
@@ -242,13 +257,13 @@ class ScriptWatcher:
 
     async def _apply(self, name: str, path: Path, source: str, version: str, params: dict[str, Any],
                      old_version: str | None) -> ReloadEvent:
-        from stratkernel.core.slots import ScriptSlot, host_from_source
+        from stratkernel.core.slots import ScriptSlot
 
         kernel = self.kernel
         old = kernel.slots.get(name)
         reason = "new" if old is None else ("params" if old.version == version else "changed")
         symbol = old.symbol if old is not None else kernel.config.symbols[0]
-        host = host_from_source(kernel, name, source, path.name, symbol)
+        host = self._host(name, source, path.name, symbol)
         # 1. compile and validate in the sandbox, outside the lock: events keep flowing meanwhile
         try:
             await asyncio.to_thread(host.load, params)
