@@ -435,13 +435,15 @@ class ScriptHost:
         lim = self.limits
         budget = min(k * lim.call_timeout_s, lim.batch_timeout_s) if k > 1 else lim.call_timeout_s
         msg = {"op": "call", **msg}
-        # The worker keeps the last snapshot; resend it only when it changed (most batches it does not).
-        snap = msg.get("snapshot")
-        if snap is not None and snap == self._last_snapshot:
-            del msg["snapshot"]
-        else:
-            # a deep copy: a kernel that mutates its snapshot dict in place must still be seen to change it
-            self._last_snapshot = copy.deepcopy(snap)
+        # Only what ctx shows (positions, account) crosses, and only when it changed: the worker keeps
+        # the last one. The open order list is not part of ctx and can be long, so it stays here.
+        snap = msg.pop("snapshot", None)
+        if snap is not None:
+            shown = {"positions": snap.get("positions") or {}, "account": snap.get("account")}
+            if shown != self._last_snapshot:
+                msg["snapshot"] = shown
+                # a deep copy: a kernel that mutates its snapshot in place must still be seen to change it
+                self._last_snapshot = copy.deepcopy(shown)
         try:
             self._send(msg)
             reply = self._recv(time.monotonic() + budget, lim.call_timeout_s, what=cb)
