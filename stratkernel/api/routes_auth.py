@@ -129,7 +129,7 @@ async def logout(request: Request, principal: Viewer) -> Response:
 async def me(principal: Viewer) -> Me:
     return Me(
         username=principal.username,
-        role=principal.role,  # type: ignore[arg-type]
+        role=principal.role,
         via=principal.via,
         api_key_id=principal.key_id,
     )

@@ -49,6 +49,8 @@ MIN_PASSWORD_LEN = 12
 # argon2 cost grows with input length; a bound keeps a login from becoming a CPU sink.
 MAX_PASSWORD_LEN = 1024
 API_KEY_PREFIX = "sk_"
+# How long a verified session is trusted without asking the database again (see check_session).
+SESSION_CACHE_SECONDS = 2.0
 
 
 def _now() -> int:
@@ -203,6 +205,7 @@ class UserStore:
         self.db_path = Path(db_path)
         self._hasher = password_hasher or PasswordHasher()
         self._dummy_hash: str | None = None
+        self._session_cache: dict[tuple[str, int], tuple[float, Session]] = {}
         self._db: aiosqlite.Connection | None = None
         # One connection is shared; the lock keeps one coroutine's transaction from interleaving with
         # another's statements.
@@ -246,6 +249,7 @@ class UserStore:
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
             db = self.db
+            self._session_cache.clear()
             # IMMEDIATE takes the write lock up front, so two API workers rotating the same refresh
             # token cannot both read it as unused.
             await db.execute("BEGIN IMMEDIATE")
@@ -514,23 +518,35 @@ class UserStore:
         return Session(user, family_id)
 
     async def check_session(self, family_id: str, user_id: int) -> Session:
-        """Resolve an access token's session: the family must be live and the user enabled."""
-        async with (
-            self._lock,
-            self.db.execute(
+        """Resolve an access token's session: the family must be live and the user enabled.
+
+        Answers are cached for :data:`SESSION_CACHE_SECONDS`; every write through this store clears the
+        cache, so revocations made through the API or this process apply at once, and those made by
+        another process (the CLI) within that many seconds.
+        """
+        key = (family_id, user_id)
+        cached = self._session_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._lock:
+            rows = await self.db.execute_fetchall(
                 "SELECT f.revoked_at, u.* FROM token_families f JOIN users u ON u.id = f.user_id "
                 "WHERE f.id = ? AND f.user_id = ?",
                 (family_id, user_id),
-            ) as cur,
-        ):
-            row = await cur.fetchone()
+            )
+        row = next(iter(rows), None)
         if row is None:
             raise AuthError("session is not known")
         if row["revoked_at"] is not None:
             raise AuthError("session has been revoked")
         if row["disabled"]:
             raise AuthError("account disabled")
-        return Session(self._user(row), family_id)
+        session = Session(self._user(row), family_id)
+        if len(self._session_cache) > 10_000:
+            self._session_cache.clear()
+        self._session_cache[key] = (now + SESSION_CACHE_SECONDS, session)
+        return session
 
     async def revoke_session(
         self, family_id: str, *, reason: str = "logout", actor: str | None = None
@@ -655,12 +671,12 @@ class UserStore:
             raise refused
         key_id = secret[len(API_KEY_PREFIX) :].split("_", 1)[0]
         async with self._lock:
-            async with self.db.execute(
+            rows = await self.db.execute_fetchall(
                 "SELECT k.*, u.username, u.role AS user_role, u.created_at AS user_created, u.disabled "
                 "FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = ?",
                 (key_id,),
-            ) as cur:
-                row = await cur.fetchone()
+            )
+            row = next(iter(rows), None)
             if row is None or not hmac.compare_digest(row["key_hash"], _hash_key(secret)):
                 raise refused
             if row["revoked_at"] is not None:
