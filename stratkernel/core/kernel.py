@@ -405,6 +405,9 @@ class Kernel:
         assert self.risk is not None
         self.risk.on_fill(fill)
         order = self.orders.get(fill.order_id)
+        if order is not None and not order.status.is_open:
+            # brokers report a completed order through its fill; the open-order index must follow
+            self._open_orders.get(order.request.strategy, set()).discard(order.id)
         if self.store is not None and self.mode == "live":
             pos = self.portfolio.strategy_position(fill.strategy, fill.symbol)
             await self.store.record_fill(fill, pos, order)

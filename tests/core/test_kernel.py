@@ -117,3 +117,13 @@ async def test_bad_params_are_refused_by_name() -> None:
         kernel.add_strategy("s", "sma_cross", params={"fsat": 5})
     with pytest.raises(ConfigError, match="neither a registered strategy"):
         kernel.add_strategy("s", "no_such_strategy")
+
+
+async def test_open_order_index_follows_fills() -> None:
+    s = make_series(3000, seed=5)
+    kernel = await kernel_with()
+    kernel.add_strategy("x", "sma_cross", params={"stop_pct": 50.0})
+    await kernel.run_backtest(s)
+    truly_open = sorted(o.id for o in kernel.orders.values() if o.request.strategy == "x" and o.status.is_open)
+    assert len(kernel.fill_log) > 20
+    assert kernel.open_order_ids("x") == truly_open
