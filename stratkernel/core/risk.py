@@ -23,6 +23,7 @@ from .events import Event
 from .gateway import Rule, TradingStateRule
 from .model import Bar, Fill, TradingState
 from .risk_rules import (
+    CommitRule,
     CooldownRule,
     ExposureRule,
     FactsCache,
@@ -33,7 +34,6 @@ from .risk_rules import (
     PositionLimitRule,
     PrepareRule,
     PriceCollarRule,
-    RateCommitRule,
     RateRule,
     RiskPerTradeRule,
     StopLossRule,
@@ -41,7 +41,7 @@ from .risk_rules import (
     kelly_fraction,
     position_size,
 )
-from .risk_state import Cooldowns, LossLock, LossTracker, RateState
+from .risk_state import Cooldowns, LossLock, LossTracker, PendingLedger, RateState
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -165,9 +165,9 @@ def build_rules(config: RiskConfig, plugin_rules: list[Rule] | None, manager: Ri
                         total_per_minute=c.max_total_orders_per_minute, dup_window_ms=c.duplicate_window_ms)
         rules.append(rate)
     if c.max_position_qty < math.inf or c.max_position_notional < math.inf:
-        rules.append(PositionLimitRule(fx, max_qty=c.max_position_qty, max_notional=c.max_position_notional))
+        rules.append(PositionLimitRule(fx, manager.ledger, max_qty=c.max_position_qty, max_notional=c.max_position_notional))
     if c.max_gross_exposure < math.inf or c.max_leverage < math.inf:
-        rules.append(ExposureRule(fx, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage))
+        rules.append(ExposureRule(fx, manager.ledger, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage))
     if c.max_open_positions is not None:
         rules.append(OpenPositionsRule(manager, max_open=c.max_open_positions))
     if c.risk_per_trade_pct is not None:
@@ -179,8 +179,10 @@ def build_rules(config: RiskConfig, plugin_rules: list[Rule] | None, manager: Ri
     if c.stop_cooldown_bars or c.stop_cooldown_minutes or c.stop_lock_count:
         rules.append(CooldownRule(manager, bars=c.stop_cooldown_bars, ms=int(c.stop_cooldown_minutes * 60_000)))
     rules.extend(plugin_rules or [])
-    if rate is not None:
-        rules.append(RateCommitRule(rate))  # last of the last stage: only approved orders are counted
+    ledger = manager.ledger if manager.uses_ledger else None
+    if rate is not None or ledger is not None:
+        # last of the last stage: only approved orders are counted
+        rules.append(CommitRule(fx, rate, ledger))
     return rules
 
 
@@ -205,6 +207,8 @@ class RiskManager:
         self.rate = RateState()
         self.broker_symbols: frozenset[str] = frozenset()
         self.facts = FactsCache(self.equity, self.gross_exposure)
+        self.ledger = PendingLedger()
+        self.uses_ledger = False
         self.needs_bars = False
         self._dirty = False
         self._owned_state: tuple[TradingState, str] | None = None  # the state a loss trip set
@@ -230,7 +234,13 @@ class RiskManager:
             # the limit that held was switched off: its lock goes; the trading state stays the operator's
             self.loss.lock = None
             self._dirty = True
-        self.needs_bars = self.loss.enabled or c.stop_cooldown_bars > 0
+        self.uses_ledger = (c.max_position_qty < math.inf or c.max_position_notional < math.inf
+                            or c.max_gross_exposure < math.inf or c.max_leverage < math.inf
+                            or c.max_open_positions is not None)
+        if not self.uses_ledger:
+            self.ledger = PendingLedger()
+        # bars drive loss checks, bar-counted cooldowns and the pruning of the working-orders ledger
+        self.needs_bars = self.loss.enabled or c.stop_cooldown_bars > 0 or self.uses_ledger
         self.loss.update_floor()
         self.facts.clear_specs()
         reg = self.kernel.plugins.registry
@@ -248,6 +258,10 @@ class RiskManager:
     def on_fill(self, fill: Fill) -> None:
         """Stop-loss hits start cooldowns; K hits in the window lock the symbol (or everything)."""
         self.facts.positions_changed()
+        if self.ledger.entries:
+            order = self.kernel.orders.get(fill.order_id)
+            if order is not None:
+                self.ledger.filled(order.request, fill.qty)
         if fill.role != "stop_loss":
             return
         c = self.config
@@ -273,6 +287,8 @@ class RiskManager:
     def on_bar(self, bar: Bar) -> None:
         """Count the bar for cooldowns, mark the portfolio and check the loss limits: O(1)."""
         self.kernel.portfolio.mark(bar.symbol, bar.close)
+        if self.ledger.entries:
+            self.ledger.prune(self.kernel.orders)
         if self.config.stop_cooldown_bars:
             self.cooldowns.on_bar(bar.symbol)
         if self.loss.enabled:
@@ -284,6 +300,8 @@ class RiskManager:
         k = self.kernel
         if self.loss.enabled:
             self._observe(k.now_ms())
+        if self.ledger.entries:
+            self.ledger.prune(k.orders)
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_spec_refresh:  # venue specs rarely change; re-read them every minute
             self._next_spec_refresh = loop.time() + 60.0
@@ -318,6 +336,17 @@ class RiskManager:
     def restore(self, state: dict[str, Any]) -> None:
         """Adopt a snapshot (the kernel has already restored ``trading_state`` from the same table)."""
         self.facts.positions_changed()  # the kernel rebuilt its portfolio from the stored fills
+        if self.uses_ledger:  # working entries restored by the kernel count again (opening or not: cautious)
+            for order in self.kernel.orders.values():
+                r = order.request
+                if order.status.is_open and order.role == "entry" and not r.reduce_only:
+                    price = r.limit_price or r.stop_price or order.avg_fill_price or self.kernel.last_price(r.symbol)
+                    if price:
+                        self.ledger.add(r, price)
+                        self.ledger.filled(r, order.filled_qty)
+                        e = self.ledger.entries.get(id(r))
+                        if e is not None:
+                            e.order_id = order.id
         if isinstance(state.get("loss"), dict):
             self.loss.load(state["loss"])
             self.loss.update_floor()

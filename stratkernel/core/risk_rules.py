@@ -26,7 +26,7 @@ from .model import Account, Decision, OrderRequest, OrderType, Position, Side
 if TYPE_CHECKING:
     from .broker import SymbolSpec
     from .risk import RiskManager
-    from .risk_state import RateState
+    from .risk_state import PendingLedger, RateState
 
 
 def is_opening(req: OrderRequest, view: GateView) -> bool:
@@ -458,18 +458,29 @@ class RateRule:
 
 
 @dataclass
-class RateCommitRule:
-    """Records an order that passed every other rule (it is the gate's last rule); never denies."""
+class CommitRule:
+    """The gate's last rule; never denies. Records an order that passed everything: its time for the
+    rate limits and duplicate guard, and (when position or exposure limits are on) its quantity in the
+    ledger of working opening orders."""
 
-    rate: RateRule
-    name: str = "rate_commit"
+    facts: FactsCache
+    rate: RateRule | None = None
+    ledger: PendingLedger | None = None
+    name: str = "commit"
     stage: str = "loss"
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        f = self.facts.cur
+        if f is None or f.req is not req:
+            f = self.facts.get(req, view)
         r = self.rate
-        key = _rate_key(req)
-        r.state.record(key, _fingerprint(req, key) if r.dup_window_ms else None, r.facts.get(req, view).now,
-                       r.dup_window_ms)
+        if r is not None:
+            key = _rate_key(req)
+            r.state.record(key, _fingerprint(req, key) if r.dup_window_ms else None, f.now, r.dup_window_ms)
+        if self.ledger is not None and not req.reduce_only:
+            # every order that may add to a position once filled (an order that reduces now may open
+            # later, after a stop-loss closed what it was meant to reduce)
+            self.ledger.add(req, f.entry or 0.0)
         return None
 
 
@@ -481,22 +492,29 @@ class PositionLimitRule:
     """The account's net position per symbol may not exceed ``max_qty`` (or ``max_notional``) in size."""
 
     facts: FactsCache
+    ledger: PendingLedger
     name: str = "position_limit"
     stage: str = "portfolio"
     max_qty: float = math.inf
     max_notional: float = math.inf
 
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
+        if req.reduce_only:
+            return None  # the broker clamps it to the position: it can only shrink it
         f = self.facts.cur
         if f is None or f.req is not req:
             f = self.facts.get(req, view)
         net = f.net
-        after = net + req.signed_qty
-        if abs(after) <= abs(net) + 1e-12:
-            return None
+        buy = req.side is Side.BUY
+        # The worst case on this order's side: a position on the other side may be closed by its
+        # protective legs before this order fills, and every working order on this side may fill too.
+        # So a plain (not reduce-only) sell that "closes" a long is judged as the short it could become.
+        pending = self.ledger.pending(req.symbol, buy)
+        after = max(net, 0.0) + pending + req.qty if buy else min(net, 0.0) - pending - req.qty
         if abs(after) > self.max_qty + 1e-12:
-            return deny(req, self.name, "max_position", f"position in {req.symbol} would be {after:g} "
-                        f"(max {self.max_qty:g})", position=net, after=after, limit=self.max_qty)
+            return deny(req, self.name, "max_position", f"position in {req.symbol} could reach {after:g} "
+                        f"(max {self.max_qty:g}) counting {pending:g} in working orders", position=net,
+                        pending=pending, after=after, limit=self.max_qty)
         if self.max_notional < math.inf:
             price = f.entry
             if price is None:
@@ -514,6 +532,7 @@ class ExposureRule:
     """Gross exposure (sum of |position| x price over symbols) and leverage (gross / equity) after the order."""
 
     facts: FactsCache
+    ledger: PendingLedger
     name: str = "exposure"
     stage: str = "portfolio"
     max_gross: float = math.inf
@@ -530,7 +549,8 @@ class ExposureRule:
         price = f.entry
         if price is None:
             return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the exposure")
-        gross = f.gross() + (abs(after) - abs(net)) * price * f.contract_size()
+        # filled exposure, plus every working entry (at its price when approved), plus this order
+        gross = f.gross() + self.ledger.notional + (abs(after) - abs(net)) * price * f.contract_size()
         if gross > self.max_gross:
             return deny(req, self.name, "max_gross_exposure", f"gross exposure would be {gross:.2f} "
                         f"(max {self.max_gross:g})", gross=gross, limit=self.max_gross)
@@ -561,9 +581,11 @@ class OpenPositionsRule:
         if not f.opening:
             return None
         sym = req.symbol
-        if abs(f.net) > 1e-12 or sym in m.broker_symbols:
-            return None  # adds to a symbol that is already open: no new position
+        pending = m.ledger.symbols() if m.ledger else set()
+        if abs(f.net) > 1e-12 or sym in m.broker_symbols or sym in pending:
+            return None  # adds to a symbol that is already open (or being opened): no new position
         count = max(m.facts.open_positions(view), len(m.broker_symbols))
+        count += sum(1 for s in pending if s not in m.broker_symbols and abs(m.facts.net_qty(s, view)) <= 1e-12)
         if count >= self.max_open:
             return deny(req, self.name, "max_open_positions",
                         f"{count} positions are open (max {self.max_open}); {sym} would open another",

@@ -278,3 +278,103 @@ class RateState:
                 cutoff = now_ms - dup_window_ms
                 self.recent = {k: v for k, v in self.recent.items() if v > cutoff}
             self.recent[fingerprint] = now_ms
+
+
+class PendingOrder:
+    """An approved opening order that has not (fully) filled yet."""
+
+    __slots__ = ("buy", "order_id", "price", "remaining", "request", "symbol", "tries")
+
+    def __init__(self, request: Any, price: float) -> None:
+        self.request = request
+        self.symbol: str = request.symbol
+        self.buy: bool = request.side.value == "buy"
+        self.remaining: float = request.qty
+        self.price = price
+        self.order_id: str | None = None
+        self.tries = 0
+
+
+class PendingLedger:
+    """Quantities of approved opening orders still working, per symbol and side, and their notional.
+
+    Position and exposure limits add these to the filled position, so two entries sent before either
+    fills cannot together pass a limit each would pass alone. Fills decrement an entry as they
+    happen (:meth:`filled`); cancelled, rejected or expired orders leave it at the next
+    :meth:`prune` (every bar and every live tick). Until then the ledger errs on the cautious side.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[int, PendingOrder] = {}
+        self.buy: dict[str, float] = {}
+        self.sell: dict[str, float] = {}
+        self.notional = 0.0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, request: Any, price: float) -> None:
+        e = PendingOrder(request, price)
+        self.entries[id(request)] = e
+        side = self.buy if e.buy else self.sell
+        side[e.symbol] = side.get(e.symbol, 0.0) + e.remaining
+        self.notional += e.remaining * price
+
+    def _reduce(self, e: PendingOrder, qty: float) -> None:
+        qty = min(qty, e.remaining)
+        e.remaining -= qty
+        side = self.buy if e.buy else self.sell
+        left = side.get(e.symbol, 0.0) - qty
+        if left > 1e-12:
+            side[e.symbol] = left
+        else:
+            side.pop(e.symbol, None)
+        self.notional = max(0.0, self.notional - qty * e.price)
+        if e.remaining <= 1e-12:
+            self.entries.pop(id(e.request), None)
+
+    def filled(self, request: Any, qty: float) -> None:
+        e = self.entries.get(id(request))
+        if e is not None and e.request is request:
+            self._reduce(e, qty)
+
+    def pending(self, symbol: str, buy: bool) -> float:
+        return (self.buy if buy else self.sell).get(symbol, 0.0)
+
+    def symbols(self) -> set[str]:
+        return set(self.buy) | set(self.sell)
+
+    def prune(self, orders: dict[str, Any]) -> None:
+        """Drop entries whose order is no longer working (cancelled, rejected, expired, filled).
+
+        ``orders`` is the kernel's order map (insertion-ordered): entries not yet matched to an order id
+        are the most recent approvals, so they are found by a short scan from the newest order.
+        """
+        if not self.entries:
+            return
+        unresolved = {k: e for k, e in self.entries.items() if e.order_id is None}
+        if unresolved:
+            budget = len(unresolved) + 256
+            for oid, order in reversed(orders.items()):
+                e = unresolved.pop(id(order.request), None)
+                if e is not None and e.request is order.request:
+                    e.order_id = oid
+                budget -= 1
+                if not unresolved or budget <= 0:
+                    break
+        for e in list(self.entries.values()):
+            if e.order_id is None:
+                e.tries += 1
+                if e.tries > 3:  # approved but never became a kernel order (e.g. a bare Gateway.decide)
+                    self._reduce(e, e.remaining)
+                continue
+            order = orders.get(e.order_id)
+            if order is None:
+                self._reduce(e, e.remaining)
+            elif not order.status.is_open:
+                # a filled order's fills decrement the entry themselves; one prune of grace lets a fill
+                # that is still queued land first, then any float remainder goes
+                if order.status.value != "filled" or e.tries >= 1:
+                    self._reduce(e, e.remaining)
+                else:
+                    e.tries += 1

@@ -241,3 +241,27 @@ def test_random_order_streams_and_state_changes(steps: list[tuple[Any, ...]]) ->
             assert s.request.reduce_only or reduces_position(s.request, Position("X", s.net_qty))
         if not s.request.reduce_only and not reduces_position(s.request, Position("X", s.net_qty)):
             assert s.request.stop_loss is not None and math.isfinite(s.request.stop_loss)
+
+
+entries_only = st.dictionaries(st.integers(0, 299), st.lists(
+    st.tuples(st.sampled_from(["buy", "sell"]), st.floats(0.5, 30.0), st.just("right"), st.floats(0.002, 0.03),
+              st.sampled_from(["market", "limit"]), st.floats(-0.01, 0.01)),
+    min_size=1, max_size=3), max_size=120)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(p=entries_only, limit=st.floats(5.0, 60.0), seed=st.integers(0, 10_000),
+       vol=st.sampled_from([0.001, 0.005, 0.02]))
+def test_the_position_never_exceeds_its_limit_even_with_many_working_orders(p: dict[int, list[Any]], limit: float,
+                                                                            seed: int, vol: float) -> None:
+    """Several entries per bar, limits that work for many bars, stops that close positions: the actual
+    position, replayed from every fill, never exceeds max_position_qty."""
+    risk = {"max_position_qty": limit}
+    kernel, seen, events = asyncio.run(run_random_backtest({"t": p}, risk, seed, vol))
+    check_seen(seen, risk, events)
+    net = 0.0
+    for e in events:
+        if e.type == "fill":
+            net += e.data["qty"] if e.data["side"] == "buy" else -e.data["qty"]
+            assert abs(net) <= limit + 1e-9, (net, limit, e.data)
+    assert abs(net - kernel.portfolio.position("TEST").qty) < 1e-9

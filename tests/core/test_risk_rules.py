@@ -601,3 +601,57 @@ async def test_the_cli_halt_command_is_the_kill_switch() -> None:
     await rt.apply_command("halt", "operator kill switch", source="cli:test")
     assert k.trading_state is TradingState.HALTED and k.state_reason == "operator kill switch"
     assert broker(k).seen[-1].request.reduce_only and broker(k).seen[-1].request.qty == 10
+
+
+# -- working orders count towards position and exposure limits ---------------------------------
+
+
+async def test_working_entries_count_towards_the_position_limit_until_they_fill_or_cancel() -> None:
+    k = await make_kernel(max_position_qty=5)
+    await feed(k, 0, 100.0)
+    await expect(k, rq(qty=3, stop_loss=90.0), "ok")
+    await expect(k, rq(qty=3, stop_loss=90.0), "max_position")  # 3 working + 3 > 5, nothing filled yet
+    d = await k.submit(rq(qty=3, stop_loss=90.0))
+    assert d.details["pending"] == 3
+    await expect(k, rq(qty=2, stop_loss=90.0), "ok")
+    await feed(k, 1, 100.0)  # both fill: position 5, nothing working
+    assert k.portfolio.position("X").qty == 5
+    await expect(k, rq(qty=1, stop_loss=90.0), "max_position")
+    await expect(k, rq("sell", qty=4), "ok")  # reducing
+    await feed(k, 2, 100.0)
+    # a working limit far from the market holds its room until it is cancelled
+    lim = await k.submit(rq(qty=4, type=OrderType.LIMIT, limit_price=99.0, stop_loss=90.0, client_id="lim"))
+    assert lim.approved
+    await expect(k, rq(qty=1, stop_loss=90.0), "max_position")  # 1 held + 4 working + 1 > 5
+    assert await k.cancel(lim.order_id)
+    await feed(k, 3, 100.0, low=99.5)  # the next bar prunes the cancelled entry
+    await expect(k, rq(qty=4, stop_loss=90.0), "ok")
+
+
+async def test_working_entries_count_towards_gross_exposure_and_open_positions() -> None:
+    k = await make_kernel(symbols=("X", "Y"), max_gross_exposure=500, max_open_positions=1)
+    await feed(k, 0, 100.0, "X")
+    await feed(k, 0, 100.0, "Y")
+    await expect(k, rq(qty=3, stop_loss=90.0), "ok")
+    await expect(k, rq(qty=3, stop_loss=90.0), "max_gross_exposure")  # 300 working + 300
+    await expect(k, rq(qty=1, symbol="Y", stop_loss=90.0), "max_open_positions")  # X is being opened
+
+
+async def test_working_entries_are_counted_again_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    store = await Store.open(db)
+    k = await make_kernel(store=store, mode="live", max_position_qty=5)
+    t = (int(time.time() * 1000) // MIN - 10) * MIN
+    await k.on_live_bar(Bar(t, 100, 100.1, 99.9, 100, 1, "X"))
+    d = await k.submit(rq(qty=4, type=OrderType.LIMIT, limit_price=90.0, stop_loss=80.0))
+    assert d.approved
+    await store.close()
+    store2 = await Store.open(db)
+    try:
+        k2 = await make_kernel(store=store2, mode="live", max_position_qty=5)
+        assert k2.risk is not None and len(k2.risk.ledger) == 1
+        await k2.on_live_bar(Bar(t + MIN, 100, 100.1, 99.9, 100, 1, "X"))
+        assert (await k2.submit(rq(qty=2, stop_loss=90.0))).code == "max_position"
+        assert (await k2.submit(rq(qty=1, stop_loss=90.0))).approved
+    finally:
+        await store2.close()
