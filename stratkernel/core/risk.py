@@ -296,7 +296,8 @@ class RiskManager:
 
     async def tick(self) -> None:
         """Live housekeeping: day boundaries and recoveries without bars, broker positions, store
-        events, notifications and a configured flatten after a trip."""
+        events, notifications and a configured flatten after a trip. Called through
+        ``kernel.risk_tick()`` with ``kernel.lock`` held (between two live events)."""
         k = self.kernel
         if self.loss.enabled:
             self._observe(k.now_ms())
@@ -464,11 +465,11 @@ class RiskManager:
         lock = self.loss.lock
         if lock is None:
             return
-        async with k.lock:  # between two live events, never inside one
-            final = k.trading_state
-            await k.set_trading_state(TradingState.REDUCING, f"flattening: {lock.reason}", source="risk")
-            await k.flatten(source="risk")
-            await k.set_trading_state(final, lock.reason, source="risk")
+        # tick() runs under kernel.lock (the runtime's periodic task holds it): between two events
+        final = k.trading_state
+        await k.set_trading_state(TradingState.REDUCING, f"flattening: {lock.reason}", source="risk")
+        await k.flatten(source="risk")
+        await k.set_trading_state(final, lock.reason, source="risk")
         self._owned_state = (k.trading_state, k.state_reason)
 
     # -- state changes, events and notifications --------------------------------------------------

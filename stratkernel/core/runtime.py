@@ -207,16 +207,19 @@ class Runtime:
         while not stop.is_set():
             now = loop.time()
             try:
-                await self._control()
-                if now >= next_equity:
-                    await kernel.snapshot_equity()
-                    kernel.emit("heartbeat", {"equity": kernel.portfolio.equity(), "bars": kernel.stats["bars"],
-                                              "state": kernel.trading_state.value})
-                    next_equity = now + self.config.equity_snapshot_s
-                if now >= next_preflight:
-                    await kernel.preflight()
-                    next_preflight = now + self.config.preflight_interval_s
-                await kernel.risk_tick()
+                # between two live events, never inside one: risk_tick drains fills, and two drains
+                # interleaving on the one SQLite connection broke record_fill's transaction
+                async with kernel.lock:
+                    await self._control()
+                    if now >= next_equity:
+                        await kernel.snapshot_equity()
+                        kernel.emit("heartbeat", {"equity": kernel.portfolio.equity(), "bars": kernel.stats["bars"],
+                                                  "state": kernel.trading_state.value})
+                        next_equity = now + self.config.equity_snapshot_s
+                    if now >= next_preflight:
+                        await kernel.preflight()
+                        next_preflight = now + self.config.preflight_interval_s
+                    await kernel.risk_tick()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -655,3 +655,20 @@ async def test_working_entries_are_counted_again_after_a_restart(tmp_path: Path)
         assert (await k2.submit(rq(qty=1, stop_loss=90.0))).approved
     finally:
         await store2.close()
+
+
+async def test_loss_flatten_closes_every_position_on_the_next_live_tick() -> None:
+    k = await make_kernel(mode="live", daily_loss_pct=1.0, loss_flatten=True)
+    t = (int(time.time() * 1000) // MIN - 10) * MIN
+    await k.on_live_bar(Bar(t, 100, 100.1, 99.9, 100, 1, "X"))
+    assert (await k.submit(rq(qty=100, stop_loss=50.0, strategy="s"))).approved
+    await k.on_live_bar(Bar(t + MIN, 100, 100.1, 99.9, 100, 1, "X"))
+    await k.on_live_bar(Bar(t + 2 * MIN, 88, 88.1, 87.9, 88, 1, "X"))  # -1.2% of equity: trips
+    assert k.trading_state is TradingState.HALTED
+    async with k.lock:  # as the runtime's periodic task calls it
+        await k.risk_tick()
+    assert k.trading_state is TradingState.HALTED and "daily_loss" in k.state_reason
+    close = broker(k).seen[-1]
+    assert close.request.reduce_only and close.request.qty == 100 and close.state is TradingState.REDUCING
+    await k.on_live_bar(Bar(t + 3 * MIN, 88, 88.1, 87.9, 88, 1, "X"))
+    assert k.portfolio.position("X").qty == 0
