@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -33,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH_SECRET_BYTES = 48
+NOTE = (
+    "loop: API on the kernel's event loop; thread: API on its own thread via KernelBridge. The load "
+    "generator is a separate process. 2 shared cores: figures are indicative, compare modes run together."
+)
 
 
 async def _load(url: str, token: str, concurrency: int, duration: float) -> dict[str, Any]:
@@ -93,8 +96,15 @@ async def _feed(kernel: Any, bars: list[Any], start: int, seconds: float) -> tup
     return i - start, time.perf_counter() - t0, events[0]
 
 
-async def run_api_bench(concurrency: int = 32, phase_s: float = 5.0, bars: int = 400_000) -> dict[str, Any]:
-    """Run the benchmark described in the module docstring and return its figures."""
+async def run_api_bench(
+    concurrency: int = 32, phase_s: float = 5.0, bars: int = 400_000, mode: str = "loop"
+) -> dict[str, Any]:
+    """Run the benchmark described in the module docstring and return its figures.
+
+    ``mode``: ``loop`` serves the API on the kernel's event loop (as ``stratkernel run`` does today);
+    ``thread`` serves it from :class:`~stratkernel.api.server.ApiThread` with a
+    :class:`~stratkernel.api.bridge.KernelBridge`, so requests run on their own loop and thread.
+    """
     import secrets
 
     import httpx
@@ -103,10 +113,13 @@ async def run_api_bench(concurrency: int = 32, phase_s: float = 5.0, bars: int =
     from stratkernel.core.runtime import Runtime
 
     from .app import create_app
+    from .bridge import KernelBridge
     from .config import ApiConfig
-    from .server import build_server
+    from .server import ApiThread, build_server
     from .users import UserStore
 
+    if mode not in ("loop", "thread"):
+        raise ValueError(f"mode must be 'loop' or 'thread', not {mode!r}")
     with tempfile.TemporaryDirectory(prefix="sk-api-bench-") as tmp:
         kcfg = KernelConfig(data_dir=tmp, sandbox={"scripts_dir": str(Path(tmp) / "scripts")})
         runtime = Runtime(kcfg)
@@ -120,23 +133,30 @@ async def run_api_bench(concurrency: int = 32, phase_s: float = 5.0, bars: int =
         offset = int(time.time() * 1000) - int(series.ts[0]) + 60_000
         all_bars = [series.bar(i)._replace(ts=int(series.ts[i]) + offset) for i in range(len(series))]
 
-        store = UserStore(kcfg.db_path)
-        await store.open()
         password = secrets.token_urlsafe(18)
-        await store.add_user("bench", password, "viewer")
+        async with UserStore(kcfg.db_path) as seed:
+            await seed.add_user("bench", password, "viewer")
         config = ApiConfig(
             jwt_secret=secrets.token_urlsafe(BENCH_SECRET_BYTES),
             db_path=kcfg.db_path,
             rate_limit_general="100000000/minute",
         )
-        app = create_app(config, service=runtime.service, user_store=store)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        server = build_server(app, config, log_level="error")
-        server_task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)
+        api_thread: ApiThread | None = None
+        server_task: asyncio.Task[None] | None = None
+        server = None
+        if mode == "thread":
+            app = create_app(config, service=KernelBridge(runtime.service, asyncio.get_running_loop()))
+            api_thread = ApiThread(app, config, log_level="error")
+            api_thread.start(sockets=[sock])
+        else:
+            app = create_app(config, service=runtime.service)
+            server = build_server(app, config, log_level="error")
+            server_task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                await asyncio.sleep(0.01)
         try:
             async with httpx.AsyncClient(base_url=url) as client:
                 r = await client.post("/auth/token", data={"username": "bench", "password": password})
@@ -151,11 +171,10 @@ async def run_api_bench(concurrency: int = 32, phase_s: float = 5.0, bars: int =
             n0, t0, e0 = await _feed(kernel, all_bars, idx, phase_s)
             idx += n0
 
-            env = {**os.environ, "PYTHONHASHSEED": "0"}
             loader = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "stratkernel.api.bench", "--load", url, "--token-stdin",
                 "--concurrency", str(concurrency), "--seconds", str(phase_s + 1.0),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             )  # fmt: skip
             assert loader.stdin is not None and loader.stdout is not None
             loader.stdin.write(token.encode() + b"\n")
@@ -166,15 +185,19 @@ async def run_api_bench(concurrency: int = 32, phase_s: float = 5.0, bars: int =
             out, _ = await loader.communicate()
             load = json.loads(out.decode())
         finally:
-            server.should_exit = True
-            await server_task
+            if api_thread is not None:
+                # The thread's loop must finish its shutdown while the kernel's loop keeps running.
+                await asyncio.to_thread(api_thread.stop)
+            if server is not None and server_task is not None:
+                server.should_exit = True
+                await server_task
             await kernel.shutdown()
             await runtime._close()
-            await store.close()
 
     alone = n0 / t0
     loaded = n1 / t1
     return {
+        "mode": mode,
         "positions_get": {"concurrency": concurrency, **load},
         "kernel_alone": {"bars_per_s": round(alone, 1), "events_per_s": round(e0 / t0, 1), "bars": n0},
         "kernel_under_api_load": {
@@ -183,8 +206,6 @@ async def run_api_bench(concurrency: int = 32, phase_s: float = 5.0, bars: int =
             "bars": n1,
         },
         "kernel_throughput_ratio": round(loaded / alone, 3) if alone else None,
-        "note": "one process serves kernel and API on one event loop, as `stratkernel run` does; "
-        "the load generator is a separate process; machine shared, figures indicative",
     }
 
 
@@ -194,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase")
+    parser.add_argument("--mode", choices=["loop", "thread", "both"], default="both")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--token-stdin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -202,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         token = sys.stdin.readline().strip()
         print(json.dumps(asyncio.run(_load(args.load, token, args.concurrency, args.seconds))))
         return 0
-    print(json.dumps(asyncio.run(run_api_bench(args.concurrency, args.seconds)), indent=2))
+    modes = ["loop", "thread"] if args.mode == "both" else [args.mode]
+    results = [asyncio.run(run_api_bench(args.concurrency, args.seconds, mode=m)) for m in modes]
+    print(json.dumps({"api_bench": results, "note": NOTE}, indent=2))
     return 0
 
 

@@ -66,7 +66,7 @@ class ApiConfig(BaseSettings):
     )
 
     host: str = Field("127.0.0.1", min_length=1, max_length=255, description="address to listen on")
-    port: int = Field(8787, ge=1, le=65535)
+    port: int = Field(8787, ge=0, le=65535, description="0 picks a free port")
     db_path: Path = Field(
         DEFAULT_DB_PATH,
         validation_alias=AliasChoices("STRATKERNEL_DB", "STRATKERNEL_API_DB_PATH"),

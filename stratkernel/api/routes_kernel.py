@@ -9,6 +9,7 @@ only) these routes answer 503.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.errors import ValidationError
 from .auth import Principal, require_role
+from .bridge import call_service
 
 router = APIRouter()
 
@@ -31,11 +33,12 @@ Offset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]
 MAX_SCRIPT_BYTES = 256 * 1024
 
 
-def _service(request: Request) -> Any:
+async def _call(request: Request, fn: Callable[[Any], Any]) -> Any:
+    """Run ``fn(service)`` on the kernel's loop (directly, or through a KernelBridge) and return it."""
     service = request.app.state.service
     if service is None:
         raise HTTPException(503, "the kernel is not running in this process")
-    return service
+    return await call_service(service, fn)
 
 
 def jsonable(value: Any) -> Any:
@@ -177,12 +180,12 @@ Json = dict[str, Any]
     },
 )
 async def kernel_status(request: Request, principal: Viewer) -> Json:
-    return jsonable(_service(request).status())
+    return jsonable(await _call(request, lambda s: s.status()))
 
 
 @router.get("/plugins", tags=["kernel"], summary="Loaded and failed plugins")
 async def plugins(request: Request, principal: Viewer) -> Json:
-    return jsonable(_service(request).plugins_report())
+    return jsonable(await _call(request, lambda s: s.plugins_report()))
 
 
 # ---- strategies ----------------------------------------------------------------------------------
@@ -215,7 +218,7 @@ async def plugins(request: Request, principal: Viewer) -> Json:
     },
 )
 async def strategies(request: Request, principal: Viewer) -> list[Json]:
-    return jsonable(await _service(request).strategies())
+    return jsonable(await _call(request, lambda s: s.strategies()))
 
 
 @router.put(
@@ -234,8 +237,8 @@ async def upload_script(request: Request, principal: Trader, name: StrategyName,
             "source", f"<{len(body.source.encode())} bytes>", f"at most {MAX_SCRIPT_BYTES} bytes"
         )
     try:
-        result = await _service(request).upload_script(
-            name, body.source, language=body.language, start=body.start
+        result = await _call(
+            request, lambda s: s.upload_script(name, body.source, language=body.language, start=body.start)
         )
     except StrategyError as exc:
         raise HTTPException(422, f"script refused: {exc}") from None
@@ -250,7 +253,7 @@ async def upload_script(request: Request, principal: Trader, name: StrategyName,
 @router.post("/strategies/{name}/start", tags=["strategies"], summary="(Re)start a strategy")
 async def start_strategy(request: Request, principal: Trader, name: StrategyName, body: StartRequest) -> Json:
     try:
-        return jsonable(await _service(request).start_strategy(name, params=body.params))
+        return jsonable(await _call(request, lambda s: s.start_strategy(name, params=body.params)))
     except ValidationError as exc:
         raise _known(exc) or exc from None
 
@@ -258,7 +261,7 @@ async def start_strategy(request: Request, principal: Trader, name: StrategyName
 @router.post("/strategies/{name}/stop", tags=["strategies"], summary="Stop a strategy")
 async def stop_strategy(request: Request, principal: Trader, name: StrategyName) -> Json:
     try:
-        return jsonable(await _service(request).stop_strategy(name))
+        return jsonable(await _call(request, lambda s: s.stop_strategy(name)))
     except ValidationError as exc:
         raise _known(exc) or exc from None
 
@@ -266,7 +269,7 @@ async def stop_strategy(request: Request, principal: Trader, name: StrategyName)
 @router.put("/strategies/{name}/params", tags=["strategies"], summary="Change a strategy's params")
 async def set_params(request: Request, principal: Trader, name: StrategyName, body: ParamsRequest) -> Json:
     try:
-        return jsonable(await _service(request).set_params(name, body.params))
+        return jsonable(await _call(request, lambda s: s.set_params(name, body.params)))
     except ValidationError as exc:
         raise _known(exc) or exc from None
 
@@ -275,7 +278,7 @@ async def set_params(request: Request, principal: Trader, name: StrategyName, bo
 async def strategy_logs(
     request: Request, principal: Viewer, name: StrategyName, limit: Limit = 100
 ) -> list[Json]:
-    return jsonable(_service(request).logs(name, limit=limit))
+    return jsonable(await _call(request, lambda s: s.logs(name, limit=limit)))
 
 
 # ---- orders and portfolio ------------------------------------------------------------------------
@@ -290,8 +293,8 @@ async def orders(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[Json]:
-    result = await _service(request).orders(
-        open_only=open_only, strategy=strategy, limit=limit, offset=offset
+    result = await _call(
+        request, lambda s: s.orders(open_only=open_only, strategy=strategy, limit=limit, offset=offset)
     )
     return jsonable(result)
 
@@ -320,7 +323,7 @@ async def orders(
 async def submit_order(request: Request, principal: Trader, body: ManualOrder) -> Json:
     """Returns the gate's decision: ``approved`` with ``order_id``, or a denial with its reason code."""
     raw = body.model_dump(exclude_none=True)
-    return jsonable(await _service(request).submit_order(raw, user=principal.username))
+    return jsonable(await _call(request, lambda s: s.submit_order(raw, user=principal.username)))
 
 
 @router.delete("/orders/{order_id}", tags=["trading"], summary="Cancel an order")
@@ -329,7 +332,7 @@ async def cancel_order(
     principal: Trader,
     order_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")],
 ) -> Json:
-    cancelled = await _service(request).cancel_order(order_id)
+    cancelled = await _call(request, lambda s: s.cancel_order(order_id))
     if not cancelled:
         raise HTTPException(404, f"no open order {order_id!r}")
     return {"cancelled": True, "order_id": order_id}
@@ -343,12 +346,12 @@ async def fills(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[Json]:
-    return jsonable(await _service(request).fills(strategy=strategy, limit=limit, offset=offset))
+    return jsonable(await _call(request, lambda s: s.fills(strategy=strategy, limit=limit, offset=offset)))
 
 
 @router.get("/positions", tags=["trading"], summary="Open positions per strategy")
 async def positions(request: Request, principal: Viewer) -> list[Json]:
-    return jsonable(_service(request).positions())
+    return jsonable(await _call(request, lambda s: s.positions()))
 
 
 @router.get("/equity", tags=["trading"], summary="Equity curve")
@@ -358,14 +361,14 @@ async def equity(
     since: Annotated[int, Query(ge=0, le=2**53, description="ms epoch")] = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> list[Json]:
-    return jsonable(await _service(request).equity(since=since, limit=limit))
+    return jsonable(await _call(request, lambda s: s.equity(since=since, limit=limit)))
 
 
 @router.get("/audit", tags=["trading"], summary="Risk-gate audit log (approvals and denials)")
 async def audit(
     request: Request, principal: Viewer, limit: Limit = 100, offset: Offset = 0, denied_only: bool = False
 ) -> list[Json]:
-    rows = await _service(request).audit(limit=limit, offset=offset, denied_only=denied_only)
+    rows = await _call(request, lambda s: s.audit(limit=limit, offset=offset, denied_only=denied_only))
     return jsonable(rows)
 
 
@@ -375,28 +378,28 @@ async def audit(
 @router.get("/risk", tags=["risk"], summary="Trading state and risk limits")
 async def risk(request: Request, principal: Viewer) -> Json:
     """Limits that are unlimited (infinite) are shown as null."""
-    return jsonable(_service(request).risk())
+    return jsonable(await _call(request, lambda s: s.risk()))
 
 
 @router.post("/risk/halt", tags=["risk"], summary="Halt trading")
 async def halt(request: Request, principal: Trader, body: Reason) -> Json:
-    return jsonable(await _service(request).halt(body.reason, user=principal.username))
+    return jsonable(await _call(request, lambda s: s.halt(body.reason, user=principal.username)))
 
 
 @router.post("/risk/resume", tags=["risk"], summary="Resume trading (admin: also after a loss-limit halt)")
 async def resume(request: Request, principal: Admin, body: Reason) -> Json:
-    return jsonable(await _service(request).resume(body.reason, user=principal.username))
+    return jsonable(await _call(request, lambda s: s.resume(body.reason, user=principal.username)))
 
 
 @router.post("/risk/flatten", tags=["risk"], summary="Close every position, then halt")
 async def flatten(request: Request, principal: Trader, body: Reason) -> list[Json]:
-    return jsonable(await _service(request).flatten(body.reason, user=principal.username))
+    return jsonable(await _call(request, lambda s: s.flatten(body.reason, user=principal.username)))
 
 
 @router.patch("/risk/limits", tags=["risk"], summary="Change risk limits (audited)")
 async def set_limits(request: Request, principal: Admin, body: LimitChanges) -> Json:
     # A refused change raises ConfigError, answered 422 naming the limit.
-    return jsonable(await _service(request).set_limits(body.changes, user=principal.username))
+    return jsonable(await _call(request, lambda s: s.set_limits(body.changes, user=principal.username)))
 
 
 # ---- backtests -----------------------------------------------------------------------------------
@@ -411,30 +414,33 @@ async def submit_backtest(request: Request, principal: Trader, body: BacktestReq
     A script is named by file name only and taken from the scripts folder; data paths must be
     relative and stay inside the working directory, so a request cannot point at arbitrary files.
     """
-    service = _service(request)
     strategy = body.strategy
     if strategy.endswith((".py", ".js")):
-        strategy = str(PurePath(service.kernel.config.sandbox.scripts_dir) / strategy)
+        scripts_dir = await _call(request, lambda s: s.kernel.config.sandbox.scripts_dir)
+        strategy = str(PurePath(scripts_dir) / strategy)
     data_path = PurePath(body.data)
     if data_path.is_absolute() or ".." in data_path.parts or "\\" in body.data:
         raise ValidationError(
             "data", body.data, "must be a relative path inside the working directory or a URI"
         )
-    job = await service.submit_backtest(
-        strategy=strategy, data=body.data, params=body.params, user=principal.username
+    job = await _call(
+        request,
+        lambda s: s.submit_backtest(
+            strategy=strategy, data=body.data, params=body.params, user=principal.username
+        ),
     )
     return jsonable(job)
 
 
 @router.get("/backtests", tags=["backtests"], summary="Backtest jobs of this process")
 async def list_backtests(request: Request, principal: Viewer) -> list[Json]:
-    return [jsonable(job.info()) for job in _service(request).jobs.values()]
+    return jsonable(await _call(request, lambda s: [job.info() for job in s.jobs.values()]))
 
 
 @router.get("/backtests/{job_id}", tags=["backtests"], summary="Progress and results of a backtest")
 async def get_backtest(request: Request, principal: Viewer, job_id: JobId) -> Json:
     try:
-        return jsonable(_service(request).backtest(job_id))
+        return jsonable(await _call(request, lambda s: s.backtest(job_id)))
     except ValidationError as exc:
         raise _known(exc) or exc from None
 
@@ -442,6 +448,6 @@ async def get_backtest(request: Request, principal: Viewer, job_id: JobId) -> Js
 @router.delete("/backtests/{job_id}", tags=["backtests"], summary="Cancel a backtest")
 async def cancel_backtest(request: Request, principal: Trader, job_id: JobId) -> Json:
     try:
-        return jsonable(await _service(request).cancel_backtest(job_id))
+        return jsonable(await _call(request, lambda s: s.cancel_backtest(job_id)))
     except ValidationError as exc:
         raise _known(exc) or exc from None

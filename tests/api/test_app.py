@@ -343,6 +343,7 @@ def test_config_rejects_bad_values(tmp_path: Path) -> None:
         {"rate_limit_login_ip": "lots"},
         {"rate_limit_storage_uri": "mongodb://x"},
         {"port": 70000},
+        {"port": -1},
         {"jwt_algorithm": "none"},
         {"jwt_algorithm": "HS384"},
         {"access_ttl_seconds": 0},
