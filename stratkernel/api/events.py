@@ -133,6 +133,9 @@ async def _authenticate(
             raw = await asyncio.wait_for(websocket.receive_text(), timeout)
         except TimeoutError:
             raise AuthError("no auth message in time") from None
+        except KeyError:
+            # Starlette's receive_text on a binary frame.
+            raise AuthError("the auth message must be a text frame") from None
         try:
             msg = json.loads(raw)
         except ValueError:

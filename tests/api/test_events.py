@@ -135,7 +135,9 @@ async def test_api_key_auth(live: Any) -> None:
         assert (await next_event(ws, "hello"))["role"] == "viewer"
 
 
-@pytest.mark.parametrize("case", ["garbage", "refresh_token", "nothing", "token_in_url", "both", "not_json"])
+@pytest.mark.parametrize(
+    "case", ["garbage", "refresh_token", "nothing", "token_in_url", "both", "not_json", "binary"]
+)
 async def test_refused_connections_close_with_4401(live: Any, case: str) -> None:
     srv = await live(ws_auth_timeout_seconds=0.3)
     tokens = await srv.token("ada")
@@ -152,6 +154,8 @@ async def test_refused_connections_close_with_4401(live: Any, case: str) -> None
     elif case == "not_json":
         first = tokens["access_token"]
     async with connect(url, proxy=None) as ws:
+        if case == "binary":
+            await ws.send(json.dumps({"type": "auth", "token": tokens["access_token"]}).encode())
         if first is not None:
             await ws.send(first)
         code, _ = await closed_with(ws)
