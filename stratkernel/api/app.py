@@ -30,6 +30,7 @@ from .auth import TokenService, public, route_roles
 from .config import ApiConfig, load_signing_keys
 from .events import EventHub
 from .events import router as events_router
+from .examples import RESPONSE_EXAMPLES
 from .http_errors import install_error_handlers
 from .limits import RateLimits
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -93,8 +94,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         path_item = schema.get("paths", {}).get(ctx.path_format, {})
         for method in ctx.methods or ():
             operation = path_item.get(method.lower())
-            if operation is not None and len(roles) == 1:
+            if operation is None:
+                continue
+            if len(roles) == 1:
                 operation["x-required-role"] = next(iter(roles))
+            example = RESPONSE_EXAMPLES.get((method.upper(), str(ctx.path_format)))
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {}).get("application/json")
+                if example is not None and code.startswith("2") and content is not None:
+                    content.setdefault("example", example)
     app.openapi_schema = schema
     return schema
 

@@ -357,3 +357,25 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     with pytest.raises(Exception, match="frozen"):
         config.port = 1  # type: ignore[misc]
+
+
+async def test_every_operation_has_an_example(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    missing = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            found = False
+            for code, response in op["responses"].items():
+                if code == "204":
+                    found = True
+                content = response.get("content", {}).get("application/json", {})
+                if not code.startswith("2") or not content:
+                    continue
+                schema = content.get("schema", {})
+                ref = schema.get("$ref") or schema.get("items", {}).get("$ref")
+                if "example" in content or (ref and "examples" in schemas[ref.rsplit("/", 1)[1]]):
+                    found = True
+            if not found:
+                missing.append(f"{method.upper()} {path}")
+    assert missing == []
