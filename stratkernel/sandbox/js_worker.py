@@ -159,7 +159,16 @@ class JsRuntime:
     def usage(self, out: dict[str, Any]) -> dict[str, Any]:
         u = resource.getrusage(resource.RUSAGE_SELF)
         out["cpu_ms"] = int((u.ru_utime + u.ru_stime) * 1000)
-        out["rss_kb"] = int(u.ru_maxrss)
+        # current RSS from /proc/self/statm (opened before confinement): ru_maxrss carries the parent's
+        # peak across fork+exec, so a large kernel process would make every worker look over its cap
+        fd = getattr(self, "statm_fd", -1)
+        if fd >= 0:
+            try:
+                out["rss_kb"] = int(os.pread(fd, 128, 0).split()[1]) * (mmap.PAGESIZE // 1024)
+            except (OSError, IndexError, ValueError):
+                out["rss_kb"] = 0
+        else:
+            out["rss_kb"] = 0
         return out
 
     # ---- requests -----------------------------------------------------------------------------------
@@ -314,10 +323,13 @@ def main() -> None:
     os.close(hb_fd)
     beat = memoryview(page).cast("q")
     rt = JsRuntime(rfd, wfd, beat, limits)
+    rt.statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
     rt.mr.eval("JSON.stringify([1.5, 'x', {a: [1]}])")  # warm up before the doors close
     # V8 reserved its address space already; the AS backstop sits above what is mapped now (+ budget)
     report = confine(
-        memory_mb=int(limits["memory_mb"]), cpu_seconds=int(limits["cpu_seconds"]), keep_fds=max(rfd, wfd) + 1
+        memory_mb=int(limits["memory_mb"]),
+        cpu_seconds=int(limits["cpu_seconds"]),
+        keep_fds=max(rfd, wfd, rt.statm_fd) + 1,
     )
     rt.send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": report,
              "v8": str(rt.mr.v8_version).removeprefix("b'").removesuffix("'")})  # fmt: skip
