@@ -159,11 +159,13 @@ class KernelService:
     async def submit_order(self, raw: dict[str, Any], *, user: str) -> dict[str, Any]:
         req = order_request_from_untrusted(raw, strategy="", source=f"api:{user}",
                                            default_symbol=self.kernel.config.symbols[0])
-        decision = await self.kernel.submit(req)
+        async with self.kernel.lock:  # between two live events: one drain at a time on the store
+            decision = await self.kernel.submit(req)
         return decision.as_dict()
 
     async def cancel_order(self, order_id: str) -> bool:
-        return await self.kernel.cancel(order_id)
+        async with self.kernel.lock:
+            return await self.kernel.cancel(order_id)
 
     async def orders(self, *, open_only: bool = False, strategy: str | None = None, limit: int = 100,
                      offset: int = 0) -> list[dict[str, Any]]:
@@ -199,21 +201,24 @@ class KernelService:
         return {"state": state, "limits": k.config.risk.model_dump(mode="json")}
 
     async def halt(self, reason: str, *, user: str) -> dict[str, Any]:
-        if self.kernel.risk is not None:  # the kill switch: flattens first when [risk] halt_flattens is set
-            await self.kernel.risk.kill_switch(reason, source=f"api:{user}")
-        else:
-            await self.kernel.set_trading_state(TradingState.HALTED, reason, source=f"api:{user}")
+        async with self.kernel.lock:
+            if self.kernel.risk is not None:  # the kill switch: flattens first when [risk] halt_flattens is set
+                await self.kernel.risk.kill_switch(reason, source=f"api:{user}")
+            else:
+                await self.kernel.set_trading_state(TradingState.HALTED, reason, source=f"api:{user}")
         return self.risk()
 
     async def resume(self, reason: str, *, user: str) -> dict[str, Any]:
-        await self.kernel.set_trading_state(TradingState.ACTIVE, reason, source=f"api:{user}")
+        async with self.kernel.lock:
+            await self.kernel.set_trading_state(TradingState.ACTIVE, reason, source=f"api:{user}")
         return self.risk()
 
     async def flatten(self, reason: str, *, user: str) -> list[dict[str, Any]]:
         k = self.kernel
-        await k.set_trading_state(TradingState.REDUCING, reason, source=f"api:{user}")
-        decisions = await k.flatten(source=f"api:{user}")
-        await k.set_trading_state(TradingState.HALTED, f"flattened: {reason}", source=f"api:{user}")
+        async with k.lock:
+            await k.set_trading_state(TradingState.REDUCING, reason, source=f"api:{user}")
+            decisions = await k.flatten(source=f"api:{user}")
+            await k.set_trading_state(TradingState.HALTED, f"flattened: {reason}", source=f"api:{user}")
         return [d.as_dict() for d in decisions]
 
     async def set_limits(self, changes: dict[str, Any], *, user: str) -> dict[str, Any]:
