@@ -29,8 +29,6 @@ class Runtime:
         self.api_url: str | None = None
         self.ready = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._server_task: asyncio.Task[Any] | None = None
-        self._users: Any = None
 
     async def start(self) -> Kernel:
         cfg = self.config
@@ -84,10 +82,8 @@ class Runtime:
             await stop.wait()
         finally:
             log.info("stopping ...")
-            if server is not None and self._server_task is not None:
-                server.should_exit = True  # let uvicorn finish its lifespan instead of cancelling it
-                with contextlib.suppress(asyncio.TimeoutError, Exception):
-                    await asyncio.wait_for(self._server_task, timeout=5)
+            if server is not None:
+                await asyncio.to_thread(server.stop)  # uvicorn finishes its lifespan on its own thread
             for t in self._tasks:
                 t.cancel()
             for t in self._tasks:
@@ -100,9 +96,6 @@ class Runtime:
                      s["denied"], s["fills"], cfg.db_path)
 
     async def _close(self) -> None:
-        if self._users is not None:
-            await self._users.close()
-            self._users = None
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -119,8 +112,9 @@ class Runtime:
     async def _start_api(self) -> Any:
         try:
             from stratkernel.api.app import create_app
+            from stratkernel.api.bridge import KernelBridge
             from stratkernel.api.config import ApiConfig, ensure_local_secret
-            from stratkernel.api.server import build_server
+            from stratkernel.api.server import ApiThread
             from stratkernel.api.users import UserStore
         except ImportError as exc:
             log.warning("API not available: %s", exc)
@@ -136,35 +130,29 @@ class Runtime:
             api_cfg = ApiConfig(**kwargs)
         except Exception as exc:
             raise ConfigError("api", str(exc)) from None
-        users = self._users = UserStore(cfg.db_path)
+        users = UserStore(cfg.db_path)
         await users.open()
-        password = await users.ensure_admin("admin")
+        try:
+            password = await users.ensure_admin("admin")
+        finally:
+            await users.close()
         if password:
             # printed once, to the terminal only: it is not stored anywhere in clear
             print(f"\n  Created local API user 'admin' with password: {password}\n"
                   f"  (shown once; change it with `stratkernel users passwd admin`)\n", flush=True)
-        app = create_app(api_cfg, service=self.service, user_store=users)
-        server = build_server(app, api_cfg, log_level="warning")
-        async def serve() -> None:
-            try:
-                await server.serve()
-            except SystemExit:  # uvicorn exits on a bind failure; trading goes on without the API
-                log.error("API could not listen on %s:%s (port in use? set [api] port or STRATKERNEL_API__PORT); "
-                          "the kernel keeps running without the API", cfg.api.host, cfg.api.port)
-
-        self._server_task = asyncio.create_task(serve(), name="api")
-        for _ in range(100):
-            if server.started or self._server_task.done():
-                break
-            await asyncio.sleep(0.05)
-        if not server.started:
+        # The API runs on its own thread and loop; each facade call is scheduled onto the kernel's loop.
+        # Serving it on the kernel's loop let heavy API traffic take most of the kernel's time.
+        bridge = KernelBridge(self.service, asyncio.get_running_loop())
+        api = ApiThread(create_app(api_cfg, service=bridge), api_cfg, log_level="warning")
+        try:
+            await asyncio.to_thread(api.start)
+        except RuntimeError as exc:
+            log.error("API could not listen on %s:%s (%s; port in use? set [api] port or STRATKERNEL_API__PORT); "
+                      "the kernel keeps running without the API", cfg.api.host, cfg.api.port, exc)
             return None
-        port = cfg.api.port
-        if server.started and server.servers:
-            port = server.servers[0].sockets[0].getsockname()[1]
-        self.api_url = f"http://{cfg.api.host}:{port}"
+        self.api_url = f"http://{cfg.api.host}:{api.port}"
         log.info("API listening on %s", self.api_url)
-        return server
+        return api
 
     async def _feed(self, stop: asyncio.Event) -> None:
         kernel = self.kernel
