@@ -166,14 +166,15 @@ def build_rules(config: RiskConfig, plugin_rules: list[Rule] | None, manager: Ri
         rules.append(rate)
     if c.max_position_qty < math.inf or c.max_position_notional < math.inf:
         rules.append(PositionLimitRule(fx, manager.ledger, max_qty=c.max_position_qty, max_notional=c.max_position_notional))
+    # margin reads the account once; exposure and sizing then take equity from it
+    if c.margin_free_fraction is not None or c.margin_level_min_pct is not None:
+        rules.append(MarginRule(fx, free_fraction=c.margin_free_fraction, min_level=c.margin_level_min_pct))
     if c.max_gross_exposure < math.inf or c.max_leverage < math.inf:
         rules.append(ExposureRule(fx, manager.ledger, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage))
     if c.max_open_positions is not None:
         rules.append(OpenPositionsRule(manager, max_open=c.max_open_positions))
     if c.risk_per_trade_pct is not None:
         rules.append(RiskPerTradeRule(fx, max_pct=c.risk_per_trade_pct))
-    if c.margin_free_fraction is not None or c.margin_level_min_pct is not None:
-        rules.append(MarginRule(fx, free_fraction=c.margin_free_fraction, min_level=c.margin_level_min_pct))
     if manager.loss.enabled:
         rules.append(LossLimitRule(manager))
     if c.stop_cooldown_bars or c.stop_cooldown_minutes or c.stop_lock_count:
