@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .model import Side
+
 LOSS_METRICS = ("daily_loss", "weekly_loss", "drawdown")
 WARN_LEVELS = (0.8, 0.9)
 
@@ -271,8 +273,14 @@ class RateState:
         return w
 
     def record(self, key: str, fingerprint: tuple[Any, ...] | None, now_ms: int, dup_window_ms: int) -> None:
-        self.window(key).add(now_ms)
-        self.total.add(now_ms)
+        w = self.by_key.get(key)
+        if w is None:
+            w = self.by_key[key] = RateWindow()
+        w.second.append(now_ms)
+        w.minute.append(now_ms)
+        t = self.total
+        t.second.append(now_ms)
+        t.minute.append(now_ms)
         if fingerprint is not None:
             if len(self.recent) > 4096:  # keep the duplicate memory bounded
                 cutoff = now_ms - dup_window_ms
@@ -288,7 +296,7 @@ class PendingOrder:
     def __init__(self, request: Any, price: float) -> None:
         self.request = request
         self.symbol: str = request.symbol
-        self.buy: bool = request.side.value == "buy"
+        self.buy: bool = request.side is Side.BUY
         self.remaining: float = request.qty
         self.price = price
         self.order_id: str | None = None
