@@ -62,11 +62,7 @@ class KernelService:
         rows = {r["name"]: r for r in await self.store.strategies()}
         out = []
         for name, slot in self.kernel.slots.items():
-            info = slot.info()
-            host = getattr(slot, "host", None)
-            usage = getattr(host, "resource_use", None)
-            info["resource_use"] = usage() if callable(usage) else None
-            out.append(info)
+            out.append(slot.info())
             rows.pop(name, None)
         for name, row in rows.items():
             out.append({"name": name, "ref": row["ref"], "kind": row["kind"], "symbol": None,

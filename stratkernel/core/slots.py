@@ -60,7 +60,11 @@ class Slot:
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "ref": self.ref, "kind": self.kind, "symbol": self.symbol,
                 "version": self.version, "status": self.status, "params": self.params,
-                "error": self.error.as_dict() if self.error else None}
+                "error": self.error.as_dict() if self.error else None, "resource_use": self.resource_use()}
+
+    def resource_use(self) -> dict[str, Any] | None:
+        """CPU and memory of the strategy's worker (None for in-process strategies)."""
+        return None
 
     # default behaviours, overridden by subclasses
     def attach_series(self, series: BarSeries) -> None:
@@ -187,6 +191,11 @@ class ScriptSlot(Slot):
         self._ran_upto = -1
         self._pending_at = -1
         self._pending: Requests | None = None
+        self._cpu_ms = 0
+        self._rss_mb = 0.0
+
+    def resource_use(self) -> dict[str, Any] | None:
+        return {"cpu_ms": self._cpu_ms, "peak_rss_mb": round(self._rss_mb, 1)}
 
     def params_from_host(self) -> None:
         self.params = dict(getattr(self.host, "params", {}) or {})
@@ -201,6 +210,8 @@ class ScriptSlot(Slot):
                 "open_orders": k.open_order_ids(self.name)}
 
     def _result(self, res: Any) -> Requests | None:
+        self._cpu_ms = max(self._cpu_ms, int(getattr(res, "cpu_ms", 0) or 0))
+        self._rss_mb = max(self._rss_mb, float(getattr(res, "rss_mb", 0.0) or 0.0))
         if res.state is not None:
             self.state = res.state
         for line in res.logs:
