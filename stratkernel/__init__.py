@@ -16,8 +16,8 @@ from .core.errors import (
     OrderRejectedError,
     PluginError,
     StoreError,
-    StratkernelError,
     StrategyError,
+    StratkernelError,
     ValidationError,
 )
 from .core.events import Event
@@ -72,9 +72,9 @@ __all__ = [
     "Side",
     "SimulatedBroker",
     "StoreError",
-    "StratkernelError",
     "Strategy",
     "StrategyError",
+    "StratkernelError",
     "SymbolSpec",
     "TradingState",
     "ValidationError",

@@ -40,7 +40,6 @@ import secrets
 import sys
 import threading
 import time
-from array import array
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,7 @@ class JsRuntime:
         self.rfd, self.wfd, self.beat = rfd, wfd, beat
         self.reader = protocol.FrameReader(rfd)
         self.limits = limits
+        self.statm_fd = -1  # /proc/self/statm, opened by main() before confinement
         # One isolate per worker process = one per strategy; created before confinement. The heap cap is
         # a V8 flag (py-mini-racer 0.6's per-eval max_memory hangs the next evals when no eval timeout
         # is given, and timeouts need a thread the confined worker may not start); a V8 heap OOM aborts
@@ -161,7 +161,7 @@ class JsRuntime:
         out["cpu_ms"] = int((u.ru_utime + u.ru_stime) * 1000)
         # current RSS from /proc/self/statm (opened before confinement): ru_maxrss carries the parent's
         # peak across fork+exec, so a large kernel process would make every worker look over its cap
-        fd = getattr(self, "statm_fd", -1)
+        fd = self.statm_fd
         if fd >= 0:
             try:
                 out["rss_kb"] = int(os.pread(fd, 128, 0).split()[1]) * (mmap.PAGESIZE // 1024)
@@ -235,12 +235,15 @@ class JsRuntime:
         data = memoryview(blob or b"")
         if len(data) != 48 * n:
             return {"ok": False}
+        self.views = self.views[:1]  # let the previous series' buffer go first
         buf = self.glue("series", n)
-        addr = _address(buf)
-        ts = array("d", memoryview(data[: 8 * n]).cast("q"))  # JS numbers are doubles (ms epoch is exact)
-        ctypes.memmove(addr, ts.tobytes(), 8 * n)
-        ctypes.memmove(addr + 8 * n, bytes(data[8 * n :]), 40 * n)
-        self.views = [*self.views[:1], buf]
+        # one memcpy straight from the received frame into V8's buffer (no intermediate copies: the
+        # parent's RSS cap sees every transient byte); the glue then converts the int64 timestamps
+        src = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value if blob else None
+        if src is not None:
+            ctypes.memmove(_address(buf), src, 48 * n)
+        self.glue("seriesDone", n)
+        self.views.append(buf)
         return {"ok": True, "n": n}
 
     def op_append(self, msg: dict[str, Any]) -> dict[str, Any]:
