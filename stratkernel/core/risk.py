@@ -106,8 +106,8 @@ class RiskConfig(BaseModel):
                                 "the next day boundary. An operator may always resume earlier.")
     loss_recovery_hours: float = Field(24.0, gt=0, description="Hours until recovery when loss_recovery='hours'.")
     timezone: str = Field("UTC", description="IANA timezone of the day and week boundaries.")
-    notifiers: list[str] = Field(default_factory=lambda: ["log"], description="Notifier plugins told about loss "
-                                 "warnings (80%, 90%), trips, recoveries and symbol locks.")
+    notifiers: list[str] = Field(default_factory=lambda: ["log"], description="Notifier plugins told (live) about "
+                                 "loss warnings (80%, 90%), trips, recoveries and symbol locks.")
     # -- cooldowns
     stop_cooldown_bars: int = Field(0, ge=0, description="After a stop-loss hit, no entry on that symbol for N bars.")
     stop_cooldown_minutes: float = Field(0.0, ge=0, description="After a stop-loss hit, no entry on that symbol "
@@ -438,7 +438,7 @@ class RiskManager:
             until = now + int(c.loss_recovery_hours * 3_600_000)
         elif c.loss_recovery == "next_day":
             until = self.loss.next_day
-        reason = f"{metric} {value * 100:.2f}% reached its limit {limit * 100:g}% (equity {equity:.2f})"
+        reason = f"{metric} {value * 100:.3g}% reached its limit {limit * 100:g}% (equity {equity:.2f})"
         self.loss.lock = LossLock(metric, reason, now, until, value, limit)
         state = TradingState.HALTED if c.loss_action == "halt" else TradingState.REDUCING
         self._set_state(state, reason, {"metric": metric, "loss": value, "limit": limit, "equity": equity,
@@ -493,7 +493,7 @@ class RiskManager:
         now = k.now_ms()
         if k.store is not None and k.mode == "live":
             self._store_events.append((now, type_, data))
-        if self.config.notifiers:
+        if self.config.notifiers and k.mode == "live":  # a backtest reports through its events, not to chat
             self._spawn(self._notify(Event(type_, now, data)))
 
     def _spawn(self, coro: Any) -> None:

@@ -373,9 +373,9 @@ async def test_cooldown_in_minutes_only_for_that_symbol() -> None:
 
 
 async def test_repeated_stop_losses_lock_the_symbol_then_everything() -> None:
-    RecordingNotifier.received.clear()
-    k = await make_kernel(symbols=("X", "Y"), stop_lock_count=2, stop_lock_window_minutes=30, stop_lock_minutes=60,
-                          notifiers=["recording"])
+    k = await make_kernel(symbols=("X", "Y"), stop_lock_count=2, stop_lock_window_minutes=30, stop_lock_minutes=60)
+    events: list[Event] = []
+    k.subscribe(events.append)
     await feed(k, 0, 100.0, "Y")
     m = await stopped_out(k, 0)
     await expect(k, rq(stop_loss=90.0), "ok")  # one stop-loss: no lock yet
@@ -386,9 +386,7 @@ async def test_repeated_stop_losses_lock_the_symbol_then_everything() -> None:
     await expect(k, rq(symbol="Y", stop_loss=90.0), "ok")
     await feed(k, m + 61, 100.0)
     await expect(k, rq(stop_loss=90.0), "ok")
-    for _ in range(3):
-        await asyncio.sleep(0)  # notifier deliveries run as tasks
-    assert any(e.data.get("event") == "locked" for e in RecordingNotifier.received)
+    assert [e.data["scope"] for e in events if e.type == "risk_warning" and e.data.get("event") == "locked"] == ["X"]
 
     k2 = await make_kernel(symbols=("X", "Y"), stop_lock_count=1, stop_lock_scope="all", stop_lock_minutes=60)
     await feed(k2, 0, 100.0, "Y")
@@ -407,8 +405,7 @@ async def long_position(k: Kernel, qty: float, price: float = 100.0, minute: int
 
 
 async def test_daily_loss_warns_at_80_and_90_then_halts_until_the_operator_resumes() -> None:
-    RecordingNotifier.received.clear()
-    k = await make_kernel(daily_loss_pct=2.0, notifiers=["recording"])
+    k = await make_kernel(daily_loss_pct=2.0)
     events: list[Event] = []
     k.subscribe(events.append)
     await long_position(k, 100)  # 100 x 100 = 10k of a 100k account
@@ -430,10 +427,24 @@ async def test_daily_loss_warns_at_80_and_90_then_halts_until_the_operator_resum
     await feed(k, 8, 85.0)
     assert k.risk.halt_kind == ""
     await expect(k, rq(stop_loss=70.0, strategy="s"), "ok")  # measured afresh from the resumed equity
-    for _ in range(3):
-        await asyncio.sleep(0)  # notifier deliveries run as tasks
-    types = [e.type for e in RecordingNotifier.received]
-    assert types.count("risk_warning") == 2 and "risk_state" in types
+    states = [e.data for e in events if e.type == "risk_state"]
+    assert states[0]["to"] == "halted" and states[0]["halt_kind"] == "loss_limit"
+    assert any(d.get("event") == "loss_recovered" and d["how"] == "operator resume" for d in states)
+
+
+async def test_live_notifiers_hear_warnings_and_trips() -> None:
+    RecordingNotifier.received.clear()
+    k = await make_kernel(mode="live", daily_loss_pct=2.0, notifiers=["recording"])
+    t = (int(time.time() * 1000) // MIN - 10) * MIN
+    await k.on_live_bar(Bar(t, 100, 100.1, 99.9, 100, 1, "X"))
+    assert (await k.submit(rq(qty=100, stop_loss=50.0, strategy="s"))).approved
+    for i, px in enumerate((100.0, 82.0, 79.0), start=1):
+        await k.on_live_bar(Bar(t + i * MIN, px, px + 0.1, px - 0.1, px, 1, "X"))
+    assert k.trading_state is TradingState.HALTED
+    for _ in range(5):
+        await asyncio.sleep(0)  # deliveries run as tasks, never inside the kernel's event
+    got = [(e.type, e.data.get("level"), e.data.get("to")) for e in RecordingNotifier.received]
+    assert got == [("risk_warning", 0.8, None), ("risk_warning", 0.9, None), ("risk_state", None, "halted")]
 
 
 async def test_loss_limit_trips_inside_the_gate_between_bars() -> None:
