@@ -20,7 +20,7 @@
   const getOwnPropertyDescriptor = ObjectC.getOwnPropertyDescriptor, getPrototypeOf = ObjectC.getPrototypeOf;
   const stringify = JSON.stringify, parse = JSON.parse;
   const isFiniteN = NumberC.isFinite, isInteger = NumberC.isInteger;
-  const F64 = Float64Array, I32 = Int32Array, AB = ArrayBuffer;
+  const F64 = Float64Array, I32 = Int32Array, AB = ArrayBuffer, BI64 = BigInt64Array, EvalErrorC = EvalError;
   const MapC = Map, SetC = Set;
   const dateNow = Date.now;
   const RealFunction = Function;
@@ -33,7 +33,7 @@
     delete G[name];
   }
   const refuse = (what) => function () {
-    throw new EvalError(what + ' is not allowed in strategy scripts (no code generation from strings)');
+    throw new EvalErrorC(what + ' is not allowed in strategy scripts (no code generation from strings)');
   };
   const fakeEval = refuse('eval');
   defineProperty(G, 'eval', { value: fakeEval, writable: false, configurable: false, enumerable: false });
@@ -110,6 +110,7 @@
   // bar columns (ts, open, high, low, close, volume) as Float64Arrays with spare capacity
   let n = 0, cap = 0;
   let cols = [new F64(0), new F64(0), new F64(0), new F64(0), new F64(0), new F64(0)];
+  let pendingTs = null;
   const indByKey = new MapC();   // key -> {arr: Float64Array, len}
   const indBySig = new MapC();   // signature string -> key
   // per call
@@ -403,11 +404,21 @@
     params(json) { params = freezePlain(parse(json)); return 'ok'; },
     heartbeat() { return heartbeatBuffer; },
     series(count) {
+      // the worker copies the bulk frame in as is: int64 timestamps, then five float64 columns
       const buf = new AB(count * 48);
-      for (let k = 0; k < 6; k++) cols[k] = new F64(buf, k * count * 8, count);
-      n = count; cap = count;
+      for (let k = 1; k < 6; k++) cols[k] = new F64(buf, k * count * 8, count);
+      cols[0] = new F64(0);
+      n = 0; cap = count;
       indByKey.clear(); indBySig.clear();
+      pendingTs = new BI64(buf, 0, count);
       return buf;
+    },
+    seriesDone(count) {
+      // timestamps become doubles (exact for ms epochs); the int64 view is then no longer needed
+      const ts = new F64(count), raw = pendingTs;
+      for (let i = 0; i < count; i++) ts[i] = NumberC(raw[i]);
+      cols[0] = ts; pendingTs = null; n = count;
+      return 'ok';
     },
     append(json) {
       const m = parse(json);
