@@ -281,6 +281,10 @@ def _attach_optional_groups() -> None:
 
 _attach_optional_groups()
 
+from .cli_data import data_group  # noqa: E402  (market-data commands; kept next to the other groups)
+
+main.add_command(data_group, "data")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()
