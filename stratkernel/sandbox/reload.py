@@ -64,6 +64,21 @@ def script_name(path: Path) -> str | None:
     return stem if stem and all(c.isalnum() or c in "_-" for c in stem) else None
 
 
+def bars_so_far(kernel: Kernel, symbol: str) -> Any:
+    """The live bars the kernel has seen for ``symbol``, as a BarSeries (None before the first bar).
+
+    A script host started in a running live kernel must get these (``host.set_series``) before its
+    first ``append_bar``, so its bar index matches the kernel's; the watcher does that on every swap.
+    """
+    from stratkernel.core.data import BarSeries
+
+    bars = kernel.indicators._bars.get(symbol) or []
+    if not bars:
+        return None
+    cols = list(zip(*[(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars], strict=True))
+    return BarSeries.from_arrays(symbol, *cols)
+
+
 @dataclass
 class ReloadEvent:
     """One reload outcome, as emitted on the kernel's event stream."""
@@ -308,14 +323,7 @@ class ScriptWatcher:
                                                         "swapped": time.perf_counter()}))
 
     def _history(self, symbol: str) -> Any:
-        """The bars the kernel has seen so far, so the new version's bar index matches the kernel's."""
-        from stratkernel.core.data import BarSeries
-
-        bars = self.kernel.indicators._bars.get(symbol) or []
-        if not bars:
-            return None
-        cols = list(zip(*[(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars], strict=True))
-        return BarSeries.from_arrays(symbol, *cols)
+        return bars_so_far(self.kernel, symbol)
 
     async def _deleted(self, name: str) -> ReloadEvent | None:
         kernel = self.kernel
