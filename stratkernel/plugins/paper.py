@@ -6,13 +6,21 @@
   one-cancels-other. If a bar touches both, the stop is assumed first (the conservative reading).
 * Slippage and fees are small replaceable models (``SpreadSlippage``, ``PercentFee``...). The default
   slippage is half the bid-ask spread: from the quote when there is one, else ``spread_bps`` of price.
+* Fill model (replaceable): by default a touched limit order fills whole (``FullFill``). With
+  ``VolumeParticipationFill(participation)`` (options ``partial_fills``/``participation``) the limit
+  orders of a symbol together fill at most ``participation * bar.volume`` per bar; the rest keeps
+  working (``PARTIALLY_FILLED``), each part is its own Fill, and bracket legs grow with each part.
+  A bar with zero volume fills no limit order. Quote-driven fills (live) are not capped.
+* Latency (``latency_ms``): an order becomes eligible to fill only at the first bar or quote with
+  ``ts >= order.created_ts + latency_ms``. The kernel stamps ``created_ts`` with its clock, which in a
+  backtest is the decision bar's timestamp (its open); bracket legs rest at the venue and get none.
 * Cash, positions and equity add up: ``equity == cash + sum(qty * last price)``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from stratkernel import hookimpl
@@ -84,7 +92,37 @@ class PerLotFee:
         return abs(qty) / self.lot_size * self.per_lot
 
 
+class FillModel(Protocol):
+    def bar_capacity(self, bar: Bar) -> float:
+        """The most quantity this bar can fill across the symbol's limit orders (``inf``: no cap)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FullFill:
+    """A limit order whose price the bar reaches fills whole (the classic backtest assumption)."""
+
+    def bar_capacity(self, bar: Bar) -> float:
+        return math.inf
+
+
+@dataclass(frozen=True)
+class VolumeParticipationFill:
+    """Limit orders take at most ``participation`` of each bar's traded volume (shared by the
+    symbol's limit orders in submission order); what is left keeps working for later bars."""
+
+    participation: float = 0.1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.participation, bool) or not 0.0 < self.participation <= 1.0:
+            raise ConfigError("broker.options.participation", f"must be in (0, 1], got {self.participation!r}")
+
+    def bar_capacity(self, bar: Bar) -> float:
+        return max(bar.volume, 0.0) * self.participation
+
+
 _EPS = 1e-12
+_LEG_ROLES = ("stop_loss", "take_profit")
 
 
 class PaperBroker:
@@ -103,8 +141,16 @@ class PaperBroker:
         symbols: list[str] | None = None,
         min_qty: float = 0.0,
         qty_step: float = 0.0,
+        fill_model: FillModel | None = None,
+        latency_ms: int = 0,
     ) -> None:
+        if type(latency_ms) is not int or latency_ms < 0:
+            raise ConfigError("broker.options.latency_ms", f"must be an integer >= 0, got {latency_ms!r}")
         self.events = events
+        self.fill_model: FillModel = fill_model or FullFill()
+        self.latency_ms = latency_ms
+        # limit-order quantity already filled in the current bar, per symbol: (bar ts, qty)
+        self._bar_used: dict[str, tuple[int, float]] = {}
         self.cash = cash
         self.currency = currency
         self.slippage = slippage or SpreadSlippage()
@@ -155,7 +201,8 @@ class PaperBroker:
         self._recompute()
         self.events.on_order_update(order)
         quote = self._quotes.get(order.symbol)
-        if order.request.type is OrderType.MARKET and quote is not None and quote.ts >= self._bar_ts(order.symbol):
+        if order.request.type is OrderType.MARKET and quote is not None and quote.ts >= self._bar_ts(order.symbol) \
+                and self._eligible(order, quote.ts):
             # live with quotes: a market order fills against the current quote
             self._try_fill_quote(order, quote)
             self._working = [o for o in self._working if o.status.is_open]
@@ -252,19 +299,44 @@ class PaperBroker:
         self._working = [o for o in self._working if o.status.is_open]
         self._recompute()
 
+    def _eligible(self, order: Order, ts: int) -> bool:
+        """Decision-to-fill latency: bracket legs already rest at the venue, everything else waits."""
+        return self.latency_ms == 0 or order.role in _LEG_ROLES or ts >= order.created_ts + self.latency_ms
+
+    def _limit_qty(self, order: Order, bar: Bar) -> float:
+        """How much of a touched limit order this bar can fill under the fill model (0: none)."""
+        want = order.remaining
+        cap = self.fill_model.bar_capacity(bar)
+        if cap == math.inf:
+            return want
+        ts, used = self._bar_used.get(bar.symbol, (bar.ts, 0.0))
+        if ts != bar.ts:
+            used = 0.0
+        qty = min(want, cap - used)
+        step = self._spec_defaults[1]
+        if step > 0 and qty < want:
+            qty = math.floor(qty / step + 1e-9) * step  # a part fill is a whole number of steps
+        return qty if qty > _EPS else 0.0
+
     def _try_fill_bar(self, order: Order, bar: Bar) -> None:
         req = order.request
         side = req.side
         kind = req.type
+        if not self._eligible(order, bar.ts):
+            return
         if kind is OrderType.MARKET:
             self._fill(order, self.slippage.price(side, bar.open, None, order.remaining, bar), bar.ts, bar)
         elif kind is OrderType.LIMIT:
             lim = req.limit_price
             assert lim is not None
-            if side is Side.BUY and bar.low <= lim:
-                self._fill(order, min(bar.open, lim), bar.ts, bar)
-            elif side is Side.SELL and bar.high >= lim:
-                self._fill(order, max(bar.open, lim), bar.ts, bar)
+            touched = bar.low <= lim if side is Side.BUY else bar.high >= lim
+            if touched:
+                qty = self._limit_qty(order, bar)
+                if qty > 0:
+                    price = min(bar.open, lim) if side is Side.BUY else max(bar.open, lim)
+                    filled = self._fill(order, price, bar.ts, bar, qty)
+                    ts, used = self._bar_used.get(bar.symbol, (bar.ts, 0.0))
+                    self._bar_used[bar.symbol] = (bar.ts, (used if ts == bar.ts else 0.0) + filled)
         else:
             stop = req.stop_price
             assert stop is not None
@@ -275,6 +347,8 @@ class PaperBroker:
 
     def _try_fill_quote(self, order: Order, q: Quote) -> None:
         req = order.request
+        if not self._eligible(order, q.ts):
+            return
         buy = req.side is Side.BUY
         touch = q.ask if buy else q.bid
         if req.type is OrderType.MARKET:
@@ -290,20 +364,24 @@ class PaperBroker:
             if (buy and q.ask >= stop) or (not buy and q.bid <= stop):
                 self._fill(order, touch, q.ts, None)
 
-    def _fill(self, order: Order, price: float, ts: int, bar: Bar | None) -> None:
+    def _fill(self, order: Order, price: float, ts: int, bar: Bar | None, part: float | None = None) -> float:
+        """Fill ``part`` of the order (default: all that remains); returns the quantity filled."""
         req = order.request
         key = (req.strategy, req.symbol)
         pos = self._positions.get(key)
-        qty = order.remaining
+        qty = order.remaining if part is None else min(part, order.remaining)
+        complete = part is None or qty >= order.remaining - _EPS
         if req.reduce_only:
             held = 0.0 if pos is None else pos[0]
             reducible = abs(held) if (held > 0 and req.side is Side.SELL) or (held < 0 and req.side is Side.BUY) else 0.0
+            if reducible <= qty:
+                complete = True  # this fill flattens the position: nothing is left to reduce afterwards
             qty = min(qty, reducible)
             if qty <= _EPS:
                 order.status = OrderStatus.CANCELLED
                 order.reason = "reduce-only order had nothing to reduce"
                 self.events.on_order_update(order)
-                return
+                return 0.0
         fee = self.fees.fee(qty, price)
         signed = qty if req.side is Side.BUY else -qty
         self.cash -= signed * price + fee
@@ -323,13 +401,16 @@ class PaperBroker:
         order.filled_qty = prev_filled + qty
         order.avg_fill_price = (order.avg_fill_price * prev_filled + price * qty) / order.filled_qty
         order.updated_ts = ts
-        order.status = OrderStatus.FILLED
+        order.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         self._fill_n += 1
         fill = Fill(f"{order.id}-f{self._fill_n}", order.id, req.symbol, req.side, qty, price, fee, ts,
                     req.strategy, order.role)
+        if not complete:
+            self.events.on_order_update(order)  # PARTIALLY_FILLED: the rest keeps working
         self.events.on_fill(fill)
-        if order.role in ("stop_loss", "take_profit") and order.parent_id:
-            self._cancel_siblings(order)
+        if order.role in _LEG_ROLES and order.parent_id:
+            if complete:
+                self._cancel_siblings(order)
         elif order.role == "entry" and (req.stop_loss is not None or req.take_profit is not None):
             self._open_bracket(order, qty, ts)
         if pos[0] == 0.0:
@@ -340,20 +421,34 @@ class PaperBroker:
                     o.status = OrderStatus.CANCELLED
                     o.reason = "position closed"
                     self.events.on_order_update(o)
+        return qty
 
     def _open_bracket(self, parent: Order, qty: float, ts: int) -> None:
+        """Protect ``qty`` just filled of ``parent``: grow its working legs by ``qty``, or open them."""
         req = parent.request
         exit_side = req.side.opposite
+        grown = set()
+        for o in self._working:
+            if o.parent_id == parent.id and o.role in _LEG_ROLES and o.status.is_open and o.role not in grown:
+                o.request = replace(o.request, qty=o.request.qty + qty)
+                o.updated_ts = ts
+                grown.add(o.role)
+                self.events.on_order_update(o)
         legs: list[Order] = []
-        if req.stop_loss is not None:
+        if req.stop_loss is not None and "stop_loss" not in grown:
             legs.append(Order(f"{parent.id}.sl", OrderRequest(req.symbol, exit_side, qty, OrderType.STOP,
                               stop_price=req.stop_loss, reduce_only=True, strategy=req.strategy, source=req.source),
                               OrderStatus.ACCEPTED, created_ts=ts, updated_ts=ts, parent_id=parent.id, role="stop_loss"))
-        if req.take_profit is not None:
+        if req.take_profit is not None and "take_profit" not in grown:
             legs.append(Order(f"{parent.id}.tp", OrderRequest(req.symbol, exit_side, qty, OrderType.LIMIT,
                               limit_price=req.take_profit, reduce_only=True, strategy=req.strategy, source=req.source),
                               OrderStatus.ACCEPTED, created_ts=ts, updated_ts=ts, parent_id=parent.id, role="take_profit"))
         for leg in legs:
+            if leg.id in self._orders:  # an earlier leg of this entry is done: the new one needs its own id
+                n = 2
+                while f"{leg.id}{n}" in self._orders:
+                    n += 1
+                leg.id = f"{leg.id}{n}"
             self._orders[leg.id] = leg
             self._working.append(leg)
             self.events.on_order_update(leg)
@@ -380,7 +475,8 @@ class PaperBroker:
 def _factory(config: dict[str, Any], events: BrokerEvents) -> PaperBroker:
     opts = dict(config)
     unknown = set(opts) - {"cash", "currency", "spread_bps", "fee_percent", "fee_per_lot", "lot_size",
-                           "slippage", "impact_bps", "symbols", "min_qty", "qty_step"}
+                           "slippage", "impact_bps", "symbols", "min_qty", "qty_step", "partial_fills",
+                           "participation", "latency_ms"}
     if unknown:
         raise ConfigError("broker.options", f"unknown paper broker options {sorted(unknown)}")
     spread = SpreadSlippage(float(opts.get("spread_bps", 2.0)))
@@ -395,9 +491,24 @@ def _factory(config: dict[str, Any], events: BrokerEvents) -> PaperBroker:
     cash = float(opts.get("cash", 100_000.0))
     if not math.isfinite(cash) or cash <= 0:
         raise ConfigError("broker.options.cash", "must be a positive number")
+    partial = opts.get("partial_fills", "participation" in opts)
+    if not isinstance(partial, bool):
+        raise ConfigError("broker.options.partial_fills", f"must be true or false, got {partial!r}")
+    fill_model: FillModel = FullFill()
+    if partial:
+        part = opts.get("participation", 0.1)
+        if isinstance(part, bool) or not isinstance(part, int | float) or not 0.0 < part <= 1.0:
+            raise ConfigError("broker.options.participation",
+                              f"must be a share of bar volume in (0, 1], e.g. 0.1; got {part!r}")
+        fill_model = VolumeParticipationFill(float(part))
+    elif "participation" in opts:
+        raise ConfigError("broker.options.participation", "needs partial_fills = true")
+    latency = opts.get("latency_ms", 0)
+    if type(latency) is not int or not 0 <= latency <= 86_400_000:
+        raise ConfigError("broker.options.latency_ms", f"must be an integer from 0 to 86400000 (ms), got {latency!r}")
     return PaperBroker(events, cash=cash, currency=str(opts.get("currency", "USD")), slippage=slip, fees=fees,
                        symbols=opts.get("symbols"), min_qty=float(opts.get("min_qty", 0.0)),
-                       qty_step=float(opts.get("qty_step", 0.0)))
+                       qty_step=float(opts.get("qty_step", 0.0)), fill_model=fill_model, latency_ms=latency)
 
 
 @hookimpl
