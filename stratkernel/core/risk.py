@@ -235,11 +235,14 @@ class RiskManager:
             # the limit that held was switched off: its lock goes; the trading state stays the operator's
             self.loss.lock = None
             self._dirty = True
+        was = self.uses_ledger
         self.uses_ledger = (c.max_position_qty < math.inf or c.max_position_notional < math.inf
                             or c.max_gross_exposure < math.inf or c.max_leverage < math.inf
                             or c.max_open_positions is not None)
         if not self.uses_ledger:
-            self.ledger = PendingLedger()
+            self.ledger.clear()
+        elif not was:  # switched on at run time: the orders already working count from now on
+            self._ledger_from_working_orders()
         # bars drive loss checks, bar-counted cooldowns and the pruning of the working-orders ledger
         self.needs_bars = self.loss.enabled or c.stop_cooldown_bars > 0 or self.uses_ledger
         self.loss.update_floor()
@@ -337,18 +340,6 @@ class RiskManager:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Adopt a snapshot (the kernel has already restored ``trading_state`` from the same table)."""
-        self.facts.positions_changed()  # the kernel rebuilt its portfolio from the stored fills
-        if self.uses_ledger:  # working entries restored by the kernel count again (opening or not: cautious)
-            for order in self.kernel.orders.values():
-                r = order.request
-                if order.status.is_open and order.role == "entry" and not r.reduce_only:
-                    price = r.limit_price or r.stop_price or order.avg_fill_price or self.kernel.last_price(r.symbol)
-                    if price:
-                        self.ledger.add(r, price)
-                        self.ledger.filled(r, order.filled_qty)
-                        e = self.ledger.entries.get(id(r))
-                        if e is not None:
-                            e.order_id = order.id
         if isinstance(state.get("loss"), dict):
             self.loss.load(state["loss"])
             self.loss.update_floor()
@@ -356,6 +347,22 @@ class RiskManager:
             self.cooldowns.load(state["cooldowns"])
         if self.loss.lock is not None:
             self._owned_state = (self.kernel.trading_state, self.kernel.state_reason)
+        self.facts.positions_changed()  # the kernel rebuilt its portfolio from the stored fills
+        if self.uses_ledger:
+            self._ledger_from_working_orders()
+
+    def _ledger_from_working_orders(self) -> None:
+        """Count the kernel's working orders (after a restart or when a limit is switched on)."""
+        self.ledger.clear()
+        for order in self.kernel.orders.values():
+            r = order.request
+            if order.status.is_open and not r.reduce_only:
+                price = r.limit_price or r.stop_price or order.avg_fill_price or self.kernel.last_price(r.symbol)
+                self.ledger.add(r, price or 0.0)
+                self.ledger.filled(r, order.filled_qty)
+                e = self.ledger.entries.get(id(r))
+                if e is not None:
+                    e.order_id = order.id
 
     def take_dirty(self) -> bool:
         dirty, self._dirty = self._dirty, False

@@ -321,6 +321,13 @@ class PendingLedger:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def clear(self) -> None:
+        """Forget every entry (in place: the gate's rules hold this object)."""
+        self.entries.clear()
+        self.buy.clear()
+        self.sell.clear()
+        self.notional = 0.0
+
     def add(self, request: Any, price: float) -> None:
         e = PendingOrder(request, price)
         self.entries[id(request)] = e
