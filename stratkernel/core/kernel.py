@@ -152,8 +152,21 @@ class Kernel:
             raise ConfigError(f"strategies.{name}", "a strategy with this name is already running")
         slot = make_slot(self, name, ref, symbol=symbol or self.config.symbols[0], params=params or {},
                          state=state)
+        if self.mode == "live" and slot.status == "running":
+            # a script joining a running kernel gets the bars so far, so its bar index matches ours
+            series = self.live_series(slot.symbol)
+            if series is not None:
+                slot.attach_series(series)
         self.slots[name] = slot
         return slot
+
+    def live_series(self, symbol: str) -> BarSeries | None:
+        """The live bars seen so far for ``symbol`` as a BarSeries (None before the first bar)."""
+        bars = self.indicators._bars.get(symbol) or []
+        if not bars:
+            return None
+        cols = list(zip(*[(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars], strict=True))
+        return BarSeries.from_arrays(symbol, *cols)
 
     # -- what rules and contexts may read (GateView) ---------------------------------------------
     def now_ms(self) -> int:

@@ -209,7 +209,21 @@ class ScriptSlot(Slot):
         return {"positions": positions, "account": k.portfolio.account().as_dict(),
                 "open_orders": k.open_order_ids(self.name)}
 
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        """Call the host; anything it raises (a bug, a dead worker) fails this strategy, not the kernel."""
+        try:
+            return fn(*args)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except StrategyError as exc:
+            self.fail(exc)
+        except Exception as exc:
+            self.fail(StrategyError("runtime", f"sandbox host error: {type(exc).__name__}: {exc}", strategy=self.name))
+        return None
+
     def _result(self, res: Any) -> Requests | None:
+        if res is None:  # the host call itself failed (see _guard)
+            return None
         self._cpu_ms = max(self._cpu_ms, int(getattr(res, "cpu_ms", 0) or 0))
         self._rss_mb = max(self._rss_mb, float(getattr(res, "rss_mb", 0.0) or 0.0))
         if res.state is not None:
@@ -230,7 +244,7 @@ class ScriptSlot(Slot):
         self.host.set_series(series)
 
     def start(self) -> Requests | None:
-        return self._result(self.host.start(self.snapshot(), self.state))
+        return self._result(self._guard(self.host.start, self.snapshot(), self.state))
 
     def _horizon(self, i: int) -> int:
         series = self._series
@@ -257,8 +271,10 @@ class ScriptSlot(Slot):
                 pending, self._pending, self._pending_at = self._pending, None, -1
                 return pending
             return None
-        res = self.host.run(i, self._horizon(i), self.snapshot())
+        res = self._guard(self.host.run, i, self._horizon(i), self.snapshot())
         out = self._result(res)
+        if res is None:
+            return None
         if out is None:
             if self.status == "running":
                 self._ran_upto = max(res.upto, i)
@@ -277,16 +293,16 @@ class ScriptSlot(Slot):
             host.append_bar(bar)
             return host.run(i, i + 1, snap)
 
-        return self._result(await asyncio.to_thread(step))
+        return self._result(await asyncio.to_thread(self._guard, step))
 
     def on_fill(self, fill: Fill) -> Requests | None:
-        return self._result(self.host.fill(fill, self.snapshot()))
+        return self._result(self._guard(self.host.fill, fill, self.snapshot()))
 
     def on_reject(self, rejection: dict[str, Any]) -> Requests | None:
-        return self._result(self.host.reject(rejection, self.snapshot()))
+        return self._result(self._guard(self.host.reject, rejection, self.snapshot()))
 
     def stop(self) -> Requests | None:
-        res = self._result(self.host.stop(self.snapshot()))
+        res = self._result(self._guard(self.host.stop, self.snapshot()))
         if self.status == "running":
             self.status = "stopped"
         return res

@@ -70,13 +70,7 @@ def bars_so_far(kernel: Kernel, symbol: str) -> Any:
     A script host started in a running live kernel must get these (``host.set_series``) before its
     first ``append_bar``, so its bar index matches the kernel's; the watcher does that on every swap.
     """
-    from stratkernel.core.data import BarSeries
-
-    bars = kernel.indicators._bars.get(symbol) or []
-    if not bars:
-        return None
-    cols = list(zip(*[(b.ts, b.open, b.high, b.low, b.close, b.volume) for b in bars], strict=True))
-    return BarSeries.from_arrays(symbol, *cols)
+    return kernel.live_series(symbol)
 
 
 @dataclass
