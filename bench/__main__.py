@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         ("sandbox", b.sandbox),
         ("javascript", b.javascript),
         ("gate", b.external("bench.gate_bench", "bench_gate")),
-        ("reload", b.external("bench.reload_bench", "bench_reload")),
+        ("reload (python)", b.external("bench.reload_bench", "bench_reload", language="py")),
+        ("reload (javascript)", b.external("bench.reload_bench", "bench_reload", language="js")),
         ("api", b.api),
     ]
     for name, fn in sections:
