@@ -119,6 +119,42 @@ async def _download(source: Any, symbols: list[str], lo: int | None, hi: int | N
     return reports
 
 
+@data_group.command()
+@click.argument("source_uri")
+@click.option("--items", type=click.IntRange(min=1), help="Stop after this many bars and quotes (default: until Ctrl-C).")
+@_root_opt
+@_config_opt
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+def record(source_uri: str, items: int | None, root: str | None, config_path: str | None, as_json: bool) -> None:
+    """Store what SOURCE_URI's live stream yields (bars and quotes), validated, until Ctrl-C or --items."""
+    from .core.marketdata import MarketStore, RecordReport, record_stream
+    from .core.plugins import load_plugins
+
+    logging.getLogger("stratkernel.plugins").setLevel(logging.ERROR)
+    report = RecordReport()
+    try:
+        store = MarketStore(_root(root, config_path))
+        host = load_plugins()
+        answer = host.hook.resolve_data_source(uri=source_uri)
+        if answer is None:
+            raise ConfigError("SOURCE_URI", f"no data-source plugin recognises {source_uri!r}")
+        name, options = answer
+        source = host.registry.get("data_source", name).obj(dict(options))
+        if not as_json:
+            click.echo(f"recording {source_uri} into {store.root} (Ctrl-C to stop) ...", err=True)
+        report = asyncio.run(record_stream(source.stream(), store, max_items=items))
+    except KeyboardInterrupt:
+        click.echo("stopped; what was received is stored", err=True)
+    except (StratkernelError, OSError) as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps({"bars": report.bars, "ticks": report.ticks, "refused": report.refused,
+                               "last_error": report.last_error}))
+        return
+    click.echo(f"stored {report.bars} bars and {report.ticks} ticks; refused {report.refused}")
+
+
 @data_group.command("list")
 @_root_opt
 @_config_opt

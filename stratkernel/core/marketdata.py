@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,18 +43,20 @@ import pyarrow.parquet as pq
 
 from .data import BarSeries, BarValidator
 from .errors import ConfigError, ValidationError
-from .model import Quote
+from .model import Bar, Quote
 
 __all__ = [
     "BAR_SCHEMA",
     "TICK_SCHEMA",
     "MarketStore",
     "PruneReport",
+    "RecordReport",
     "SymbolSummary",
     "TickWriteReport",
     "WriteReport",
     "day_of",
     "parse_day",
+    "record_stream",
 ]
 
 log = logging.getLogger("stratkernel.marketdata")
@@ -424,3 +426,73 @@ def range_from_days(start: str | None, end: str | None) -> tuple[int | None, int
     if lo is not None and hi is not None and hi < lo:
         raise ValidationError("end", end, f"is before start ({start})")
     return lo, hi
+
+
+@dataclass
+class RecordReport:
+    """What :func:`record_stream` stored: bars and ticks written, items refused at validation."""
+
+    bars: int = 0
+    ticks: int = 0
+    refused: int = 0
+    last_error: str | None = None
+
+
+async def record_stream(
+    stream: AsyncIterator[Any],
+    store: MarketStore,
+    *,
+    max_items: int | None = None,
+    flush_every: int = 10_000,
+) -> RecordReport:
+    """Store what a data source's live ``stream()`` yields: bars validated by ``BarValidator.bar``
+    (order per symbol included), quotes by ``BarValidator.quote``. Refused items are counted and
+    logged, never stored. Buffers are written every ``flush_every`` items and at the end, also when
+    the stream fails or the task is cancelled (what was received is not lost)."""
+    if flush_every < 1:
+        raise ConfigError("flush_every", f"must be >= 1, got {flush_every!r}")
+    validator = BarValidator()
+    report = RecordReport()
+    bars: dict[str, list[Bar]] = {}
+    ticks: list[Quote] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal pending
+        for sym, rows in bars.items():
+            if rows:
+                cols = list(zip(*rows, strict=True))
+                report.bars += store.write_bars(BarSeries.from_arrays(sym, *cols[:6])).rows
+        bars.clear()
+        if ticks:
+            report.ticks += store.write_ticks(ticks).written
+            ticks.clear()
+        pending = 0
+
+    seen = 0
+    try:
+        async for item in stream:
+            seen += 1
+            try:
+                if isinstance(item, Quote):
+                    ticks.append(validator.quote(item))
+                else:
+                    b = validator.bar(item)
+                    bars.setdefault(b.symbol, []).append(b)
+            except ValidationError:
+                pass  # counted by the validator; reported below
+            pending += 1
+            if pending >= flush_every:
+                flush()
+            if max_items is not None and seen >= max_items:
+                break
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None and max_items is not None and seen >= max_items:
+            await aclose()  # we stopped early: let the source release what it holds
+        flush()
+        report.refused = validator.refused
+        report.last_error = str(validator.last_error) if validator.last_error is not None else None
+        if validator.refused:
+            log.warning("recording refused %d item(s); last: %s", validator.refused, validator.last_error)
+    return report

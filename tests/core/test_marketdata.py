@@ -222,3 +222,48 @@ def test_cli_errors_name_the_problem(tmp_path: Path) -> None:
     r = runner.invoke(main, ["data", "list", "--root", root])
     assert r.exit_code == 0 and "no market data" in r.output
     assert not Path(root).exists() or MarketStore(root).symbols() == []
+
+
+async def test_record_stream_stores_bars_and_ticks_and_counts_refusals(tmp_path: Path) -> None:
+    from collections.abc import AsyncIterator
+
+    from stratkernel.core.marketdata import record_stream
+    from stratkernel.core.model import Bar
+
+    async def feed() -> AsyncIterator[object]:
+        yield Bar(DAY0, 10.0, 11.0, 9.0, 10.5, 3.0, "X")
+        yield Quote(DAY0 + 59_999, 10.4, 10.6, 10.5, "X")
+        yield Bar(DAY0, 10.0, 11.0, 9.0, 10.5, 3.0, "X")  # out of order (same ts again): refused
+        yield Bar(DAY0 + 60_000, 10.5, 10.0, 9.0, 10.0, 1.0, "X")  # high below low: refused
+        yield Quote(DAY0 + 60_001, 11.0, 10.0, 10.5, "X")  # crossed: refused
+        yield Bar(DAY0 + MS_PER_DAY, 10.5, 12.0, 10.0, 11.0, 2.0, "X")
+        yield Bar(DAY0 + 5, 1.0, 1.0, 1.0, 1.0, 0.0, "Y")
+
+    store = MarketStore(tmp_path)
+    rep = await record_stream(feed(), store, flush_every=2)
+    assert (rep.bars, rep.ticks, rep.refused) == (3, 1, 3)
+    assert list(store.read_bars("X").ts) == [DAY0, DAY0 + MS_PER_DAY]
+    assert store.read_ticks("X") == [Quote(DAY0 + 59_999, 10.4, 10.6, 10.5, "X")]
+    assert len(store.read_bars("Y")) == 1
+
+
+async def test_record_stream_from_the_synthetic_source_stops_at_max_items(tmp_path: Path) -> None:
+    from stratkernel.core.marketdata import record_stream
+    from stratkernel.plugins.synthetic import make_source
+
+    source = make_source({"speed": 0.0, "symbols": ["SYNTH-A", "SYNTH-B"]})
+    store = MarketStore(tmp_path)
+    rep = await record_stream(source.stream(), store, max_items=40)  # 10 bars x (bar + quote) x 2 symbols
+    assert (rep.bars, rep.ticks, rep.refused) == (20, 20, 0)
+    assert [s.rows for s in store.summary()] == [10, 10, 10, 10]
+    a = store.read_bars("SYNTH-A")
+    np.testing.assert_array_equal(np.diff(a.ts), np.full(9, 60_000))
+
+
+def test_cli_record(tmp_path: Path) -> None:
+    runner = CliRunner()
+    root = str(tmp_path / "m")
+    r = runner.invoke(main, ["data", "record", "synthetic:speed=0", "--items", "10", "--root", root, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1]) == {"bars": 5, "ticks": 5, "refused": 0, "last_error": None}
+    assert MarketStore(root).symbols("ticks") == ["SYNTH-USD"]
