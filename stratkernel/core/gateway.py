@@ -12,13 +12,12 @@ hold of the gated broker cannot send an order the gate did not approve.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import BrokerError
-from .model import Account, Decision, Order, OrderRequest, OrderType, Position, Side, TradingState
+from .model import Account, Decision, Order, OrderRequest, Position, Side, TradingState
 
 if TYPE_CHECKING:
     from .broker import Broker, SymbolSpec
@@ -201,38 +200,7 @@ class GatedBroker:
             b.restore(positions, orders, cash)
 
 
-# -- the rules every kernel has (issue "kernel"); the full rule set lives in risk.py ---------------
-
-
-@dataclass
-class ValidateRule:
-    """Finite numbers, a known symbol, prices consistent with the order type, venue step sizes."""
-
-    name: str = "validate"
-    stage: str = "validation"
-
-    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if not view.known_symbol(req.symbol):
-            return deny(req, self.name, "unknown_symbol", f"unknown symbol {req.symbol!r}", symbol=req.symbol)
-        for fname in ("qty", "limit_price", "stop_price", "stop_loss", "take_profit"):
-            v = getattr(req, fname)
-            if v is not None and (not math.isfinite(v) or v <= 0):
-                return deny(req, self.name, "invalid_number", f"{fname} must be finite and > 0", field=fname, value=v)
-        if req.type is OrderType.LIMIT and req.limit_price is None:
-            return deny(req, self.name, "invalid_order", "a limit order needs limit_price")
-        if req.type is OrderType.STOP and req.stop_price is None:
-            return deny(req, self.name, "invalid_order", "a stop order needs stop_price")
-        spec = view.symbol_spec(req.symbol)
-        if spec is not None:
-            if spec.min_qty and req.qty < spec.min_qty - 1e-12:
-                return deny(req, self.name, "below_min_qty", f"qty {req.qty} < venue minimum {spec.min_qty}",
-                            qty=req.qty, min_qty=spec.min_qty)
-            if spec.qty_step:
-                steps = req.qty / spec.qty_step
-                if abs(steps - round(steps)) > 1e-6:
-                    return deny(req, self.name, "qty_step", f"qty {req.qty} is not a multiple of {spec.qty_step}",
-                                qty=req.qty, step=spec.qty_step)
-        return None
+# -- the trading-state rule lives with the gate; every other rule is in risk_rules.py ------------
 
 
 @dataclass
@@ -253,44 +221,3 @@ class TradingStateRule:
             return None
         return deny(req, self.name, "reducing_only", "trading state is REDUCING: only position-reducing orders pass",
                     state=state.value, position=pos.qty)
-
-
-@dataclass
-class StopLossRule:
-    """Every opening order carries a stop-loss on the correct side of its entry price."""
-
-    name: str = "stop_loss"
-    stage: str = "order"
-    required: bool = True
-
-    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        pos = view.strategy_position(req.strategy, req.symbol) if req.strategy else view.position(req.symbol)
-        if req.reduce_only or reduces_position(req, pos):
-            return None
-        if req.stop_loss is None:
-            if self.required:
-                return deny(req, self.name, "stop_loss_missing", "an opening order must carry a stop_loss")
-            return None
-        entry = req.limit_price or req.stop_price or view.last_price(req.symbol)
-        if entry is None:
-            return None
-        if req.side is Side.BUY and req.stop_loss >= entry:
-            return deny(req, self.name, "stop_loss_wrong_side", f"buy stop_loss {req.stop_loss} must be below entry {entry}",
-                        stop_loss=req.stop_loss, entry=entry)
-        if req.side is Side.SELL and req.stop_loss <= entry:
-            return deny(req, self.name, "stop_loss_wrong_side", f"sell stop_loss {req.stop_loss} must be above entry {entry}",
-                        stop_loss=req.stop_loss, entry=entry)
-        return None
-
-
-@dataclass
-class MaxOrderQtyRule:
-    name: str = "max_order_qty"
-    stage: str = "order"
-    max_qty: float = math.inf
-
-    def check(self, req: OrderRequest, view: GateView) -> Decision | None:
-        if req.qty > self.max_qty:
-            return deny(req, self.name, "max_order_qty", f"qty {req.qty} exceeds the maximum {self.max_qty}",
-                        qty=req.qty, limit=self.max_qty)
-        return None

@@ -257,12 +257,17 @@ class ScriptSlot(Slot):
         for side, otype, price in triggers:
             if otype is OrderType.MARKET or price is None:
                 return i + 1
-            if (side is Side.BUY) == (otype is OrderType.LIMIT):
-                hit = np.flatnonzero(self._low[i + 1:end] <= price)
-            else:
-                hit = np.flatnonzero(self._high[i + 1:end] >= price)
-            if hit.size:
-                end = min(end, i + 1 + int(hit[0]))
+            arr, below = (self._low, True) if (side is Side.BUY) == (otype is OrderType.LIMIT) else (self._high, False)
+            # look in growing windows: a trigger is usually near, and scanning 65k bars per batch is not free
+            lo, width = i + 1, 256
+            while lo < end:
+                hi = min(end, lo + width)
+                window = arr[lo:hi]
+                hit = np.flatnonzero(window <= price if below else window >= price)
+                if hit.size:
+                    end = lo + int(hit[0])
+                    break
+                lo, width = hi, width * 8
         return end
 
     def on_bar(self, i: int, bar: Bar) -> Requests | None:
