@@ -7,15 +7,33 @@ Binance-spot emulator.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratkernel.core.broker import BrokerEvents
 from stratkernel.core.hookspecs import hookimpl
 
-from .broker import CcxtBroker, venue_client_id
-from .data import CcxtDataSource, Gap, OhlcvCache, parse_uri
-from .exchange import ENV_API_KEY, ENV_PASSWORD, ENV_SECRET, Backoff, make_exchange
+if TYPE_CHECKING:
+    from .broker import CcxtBroker, venue_client_id
+    from .data import CcxtDataSource, Gap, OhlcvCache, parse_uri
+    from .exchange import ENV_API_KEY, ENV_PASSWORD, ENV_SECRET, Backoff, make_exchange
+
+# ccxt takes ~0.9 s to import. Every stratkernel command loads every plugin, so the heavy modules are
+# imported on first use (a ccxt broker, data source or URI), not when the plugin registers.
+_LAZY = {
+    "CcxtBroker": "broker", "venue_client_id": "broker",
+    "CcxtDataSource": "data", "Gap": "data", "OhlcvCache": "data", "parse_uri": "data",
+    "ENV_API_KEY": "exchange", "ENV_PASSWORD": "exchange", "ENV_SECRET": "exchange", "Backoff": "exchange",
+    "make_exchange": "exchange",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
 
 __all__ = [
     "ENV_API_KEY",
@@ -33,10 +51,14 @@ __all__ = [
 
 
 def _broker_factory(config: dict[str, Any], events: BrokerEvents) -> CcxtBroker:
+    from .broker import CcxtBroker
+
     return CcxtBroker(config, events)
 
 
 def _data_factory(options: dict[str, Any]) -> CcxtDataSource:
+    from .data import CcxtDataSource
+
     return CcxtDataSource(options)
 
 
@@ -54,4 +76,8 @@ def register_data_sources(register: Callable[..., None]) -> None:
 
 @hookimpl
 def resolve_data_source(uri: str) -> tuple[str, dict[str, Any]] | None:
+    if not uri.startswith("ccxt:"):
+        return None
+    from .data import parse_uri
+
     return parse_uri(uri)
