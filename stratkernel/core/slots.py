@@ -206,8 +206,7 @@ class ScriptSlot(Slot):
         positions = {p.symbol: {"symbol": p.symbol, "qty": p.qty, "avg_price": p.avg_price,
                                 "realized_pnl": p.realized_pnl}
                      for p in k.portfolio.strategy_positions(self.name)}
-        return {"positions": positions, "account": k.portfolio.account().as_dict(),
-                "open_orders": k.open_order_ids(self.name)}
+        return {"positions": positions, "account": k.portfolio.account().as_dict()}
 
     def _guard(self, fn: Any, *args: Any) -> Any:
         """Call the host; anything it raises (a bug, a dead worker) fails this strategy, not the kernel."""
