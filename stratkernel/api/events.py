@@ -208,12 +208,11 @@ async def events(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_TRY_LATER, reason="too many event clients")
         return
     try:
-        await websocket.send_text(
-            json.dumps({"type": "hello", "user": principal.username, "role": principal.role, "ts": _now_ms()})
-        )
-        await _pump(websocket, sub, recheck, config.ws_heartbeat_seconds)
-    except WebSocketDisconnect:
-        pass
+        with contextlib.suppress(WebSocketDisconnect):  # the client left: nothing to report
+            await websocket.send_text(
+                json.dumps({"type": "hello", "user": principal.username, "role": principal.role, "ts": _now_ms()})
+            )
+            await _pump(websocket, sub, recheck, config.ws_heartbeat_seconds)
     finally:
         hub.disconnect(sub)
 

@@ -21,6 +21,7 @@ Guarantees the kernel can build on:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -202,20 +203,16 @@ class ScriptHost:
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         stream.close()
-                    except OSError:
-                        pass
         if self._beat is not None:
             self._beat.release()
             self._beat = None
@@ -224,10 +221,8 @@ class ScriptHost:
             self._page = None
 
     def __del__(self) -> None:  # a forgotten host must not leave a process behind
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass
 
     def __enter__(self) -> ScriptHost:
         return self

@@ -36,6 +36,7 @@ it has filled so far.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -166,10 +167,8 @@ class CcxtBroker:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         self._tasks.clear()
         if self.exchange is not None:
             await self.exchange.close()
@@ -727,10 +726,8 @@ class CcxtBroker:
     async def _poll_loop(self) -> None:
         while True:
             interval = self.ws_poll_interval if self._ws_healthy else self.poll_interval
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.poll_once()
 
