@@ -53,8 +53,11 @@ class Portfolio:
         self._marks: dict[str, float] = {}
         # ctx.position is read on every bar: hand out the same immutable object until a fill changes it
         self._pos_cache: dict[tuple[str, str], Position] = {}
+        # account() is read by several gate rules per order: recomputed only after a fill or a new mark
+        self._account: Account | None = None
 
     def apply(self, fill: Fill) -> float:
+        self._account = None
         signed = fill.signed_qty
         self.cash -= signed * fill.price + fill.fee
         self.fees += fill.fee
@@ -73,7 +76,9 @@ class Portfolio:
         return pnl
 
     def mark(self, symbol: str, price: float) -> None:
-        self._marks[symbol] = price
+        if self._marks.get(symbol) != price:
+            self._marks[symbol] = price
+            self._account = None
 
     def position(self, symbol: str) -> Position:
         p = self._net.get(symbol)
@@ -112,13 +117,17 @@ class Portfolio:
         return self.cash + self.market_value()
 
     def account(self) -> Account:
-        eq = self.equity()
-        gross = self.gross_exposure()
-        return Account(cash=self.cash, equity=eq, margin_used=gross, free_margin=eq - gross,
-                       currency=self.currency, leverage=1.0)
+        acct = self._account
+        if acct is None:
+            eq = self.equity()
+            gross = self.gross_exposure()
+            acct = self._account = Account(cash=self.cash, equity=eq, margin_used=gross, free_margin=eq - gross,
+                                           currency=self.currency, leverage=1.0)
+        return acct
 
     def restore(self, fills: list[Fill]) -> None:
         """Rebuild from the recorded fills (the store's source of truth)."""
+        self._account = None
         self.cash = self.initial_cash
         self.fees = self.realized = 0.0
         self._net.clear()

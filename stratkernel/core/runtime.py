@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import KernelConfig
 from .errors import ConfigError, StratkernelError
-from .kernel import Kernel
+from .kernel import Kernel, tune_gc_for_trading
 from .model import Bar, Quote, TradingState
 from .plugins import PluginHost, load_plugins
 from .store import Store
@@ -53,6 +53,7 @@ class Runtime:
         from .service import KernelService
 
         self.service = KernelService(kernel, self.store, self.plugins)
+        tune_gc_for_trading()
         return kernel
 
     async def run(self, stop: asyncio.Event) -> None:
