@@ -26,7 +26,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stratkernel tests bench
-	$(BIN)/ruff format --check stratkernel tests bench || true
+	$(BIN)/ruff format --check stratkernel tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)

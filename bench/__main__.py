@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def plain_loop(ts: list[int], o: list[float], c: list[float], fast: int = 10, slow: int = 30,
-               spread_bps: float = 2.0) -> dict[str, float]:
+def plain_loop(
+    ts: list[int], o: list[float], c: list[float], fast: int = 10, slow: int = 30, spread_bps: float = 2.0
+) -> dict[str, float]:
     """The SMA crossover as a plain Python loop: running sums, long/flat, fills at the next bar's open.
     The baseline every kernel figure is compared with (the same work, none of the machinery)."""
     half = spread_bps / 20_000.0
@@ -73,8 +74,12 @@ def _time(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
 class Bench:
     def __init__(self, bars: int) -> None:
         self.bars = bars
-        self.results: dict[str, Any] = {"bars": bars, "python": platform.python_version(),
-                                        "machine": platform.machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.results: dict[str, Any] = {
+            "bars": bars,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
 
     def section(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         print(f"\n== {name}", flush=True)
@@ -103,8 +108,11 @@ class Bench:
         self.series = series
         self.host = host
         self.lists = (series.ts.tolist(), series.open.tolist(), series.close.tolist())
-        return {"csv": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-                "load_and_validate_s": t, "load_bars_per_s": len(series) / t}
+        return {
+            "csv": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+            "load_and_validate_s": t,
+            "load_bars_per_s": len(series) / t,
+        }
 
     def validation(self) -> dict[str, Any]:
         """Why bars are validated once, vectorized: what per-bar validation would cost."""
@@ -113,14 +121,28 @@ class Bench:
 
         s = self.series
         n = min(len(s), 200_000)
-        rows = list(zip(s.ts[:n].tolist(), s.open[:n].tolist(), s.high[:n].tolist(), s.low[:n].tolist(),
-                        s.close[:n].tolist(), s.volume[:n].tolist(), strict=True))
+        rows = list(
+            zip(
+                s.ts[:n].tolist(),
+                s.open[:n].tolist(),
+                s.high[:n].tolist(),
+                s.low[:n].tolist(),
+                s.close[:n].tolist(),
+                s.volume[:n].tolist(),
+                strict=True,
+            )
+        )
         t_scalar, _ = _time(lambda: [Bar.parse(*r) for r in rows])
-        t_vec, _ = _time(lambda: BarSeries.from_arrays("B", s.ts, s.open, s.high, s.low, s.close, s.volume), 3)
+        t_vec, _ = _time(
+            lambda: BarSeries.from_arrays("B", s.ts, s.open, s.high, s.low, s.close, s.volume), 3
+        )
         t_plain, _ = _time(lambda: [Bar(*r) for r in rows])
-        return {"per_bar_parse_us": t_scalar / n * 1e6, "per_bar_unchecked_construct_us": t_plain / n * 1e6,
-                "vectorized_validate_us_per_bar": t_vec / len(s) * 1e6,
-                "ratio_per_bar_vs_vectorized": (t_scalar / n) / (t_vec / len(s))}
+        return {
+            "per_bar_parse_us": t_scalar / n * 1e6,
+            "per_bar_unchecked_construct_us": t_plain / n * 1e6,
+            "vectorized_validate_us_per_bar": t_vec / len(s) * 1e6,
+            "ratio_per_bar_vs_vectorized": (t_scalar / n) / (t_vec / len(s)),
+        }
 
     def backtest(self) -> dict[str, Any]:
         from stratkernel.core.backtest import run_backtest
@@ -132,8 +154,9 @@ class Bench:
         params = {"fast": 10, "slow": 30, "qty": 1.0, "stop_pct": 50.0}
         t_k, res = _time(lambda: run_backtest("sma_cross", self.series, params=params, plugins=self.host), 2)
         off = KernelConfig(strategies=[], risk=RiskConfig(enabled=False))
-        t_off, _ = _time(lambda: run_backtest("sma_cross", self.series, params=params, plugins=self.host,
-                                              config=off), 2)
+        t_off, _ = _time(
+            lambda: run_backtest("sma_cross", self.series, params=params, plugins=self.host, config=off), 2
+        )
         n = len(self.series)
         self.trusted_bps = n / t_k
         self.plain_bps = n / t_plain
@@ -158,10 +181,13 @@ class Bench:
         t, res = _time(lambda: run_backtest(script, self.series, params=params, plugins=self.host))
         n = len(self.series)
         self.py_script_bps = n / t
-        out = {"sandboxed_python_script_bars_per_s": n / t,
-               "ratio_trusted_over_sandboxed (aim <= 3)": getattr(self, "trusted_bps", math.nan) / (n / t),
-               "ratio_plain_over_sandboxed": getattr(self, "plain_bps", math.nan) / (n / t),
-               "fills": len(res.fills), "failure": res.failure}
+        out = {
+            "sandboxed_python_script_bars_per_s": n / t,
+            "ratio_trusted_over_sandboxed (aim <= 3)": getattr(self, "trusted_bps", math.nan) / (n / t),
+            "ratio_plain_over_sandboxed": getattr(self, "plain_bps", math.nan) / (n / t),
+            "fills": len(res.fills),
+            "failure": res.failure,
+        }
         return out
 
     def javascript(self) -> dict[str, Any]:
@@ -173,9 +199,12 @@ class Bench:
         params = {"fast": 10, "slow": 30, "qty": 1.0, "stop_pct": 50.0}
         t, res = _time(lambda: run_backtest(script, self.series, params=params, plugins=self.host))
         n = len(self.series)
-        return {"sandboxed_js_script_bars_per_s": n / t,
-                "ratio_python_script_over_js (aim <= 2)": getattr(self, "py_script_bps", math.nan) / (n / t),
-                "fills": len(res.fills), "failure": res.failure}
+        return {
+            "sandboxed_js_script_bars_per_s": n / t,
+            "ratio_python_script_over_js (aim <= 2)": getattr(self, "py_script_bps", math.nan) / (n / t),
+            "fills": len(res.fills),
+            "failure": res.failure,
+        }
 
     def api(self) -> dict[str, Any]:
         """Authenticated GET /positions under concurrent load, and the kernel's bars/s with and without
@@ -228,4 +257,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -81,8 +81,18 @@ def _requests(n: int) -> list[OrderRequest]:
     for i in range(n):
         qty = float(1 + i % 9)  # varied, so the duplicate guard does not trip
         if i % 3 == 2:
-            out.append(OrderRequest("X", Side.BUY, qty, OrderType.LIMIT, limit_price=99.5, stop_loss=95.0,
-                                    take_profit=110.0, strategy="s2"))
+            out.append(
+                OrderRequest(
+                    "X",
+                    Side.BUY,
+                    qty,
+                    OrderType.LIMIT,
+                    limit_price=99.5,
+                    stop_loss=95.0,
+                    take_profit=110.0,
+                    strategy="s2",
+                )
+            )
         elif i % 2:
             out.append(OrderRequest("X", Side.SELL, qty, stop_loss=105.0, take_profit=90.0, strategy="s1"))
         else:

@@ -27,8 +27,9 @@ from stratkernel.sandbox.js_host import JsScriptHost
 SCRIPT = Path(__file__).resolve().parents[1] / "user_strategies" / "sma_cross.js"
 
 
-def bench_js_sma(series: BarSeries, *, script: Path = SCRIPT, limits: SandboxLimits | None = None,
-                 compare: bool = False) -> dict[str, Any]:
+def bench_js_sma(
+    series: BarSeries, *, script: Path = SCRIPT, limits: SandboxLimits | None = None, compare: bool = False
+) -> dict[str, Any]:
     """Run the sandboxed JS SMA crossover over ``series``; with ``compare`` also the Python one."""
     plugins = load_plugins()
     engine = IndicatorEngine(plugins.registry)
@@ -37,8 +38,14 @@ def bench_js_sma(series: BarSeries, *, script: Path = SCRIPT, limits: SandboxLim
     n = len(series)
     opens = series.open
     t0 = time.perf_counter()
-    host = JsScriptHost(script.read_text(encoding="utf-8"), name="sma_cross", filename=script.name,
-                        limits=limits or SandboxLimits(), indicators=engine.provider(sym), symbol=sym)
+    host = JsScriptHost(
+        script.read_text(encoding="utf-8"),
+        name="sma_cross",
+        filename=script.name,
+        limits=limits or SandboxLimits(),
+        indicators=engine.provider(sym),
+        symbol=sym,
+    )
     try:
         host.load()
         t_load = time.perf_counter()
@@ -66,8 +73,17 @@ def bench_js_sma(series: BarSeries, *, script: Path = SCRIPT, limits: SandboxLim
                 avg = price if new_qty and (qty == 0 or (qty > 0) != (new_qty > 0)) else avg
                 qty = 0.0 if abs(new_qty) < 1e-12 else new_qty
                 snap = _snapshot(sym, qty, avg if qty else 0.0, cash)
-                fill = Fill(f"f{fills + 1}", req.client_id, sym, req.side, req.qty, price, 0.0,
-                            int(series.ts[i]), "sma_cross")
+                fill = Fill(
+                    f"f{fills + 1}",
+                    req.client_id,
+                    sym,
+                    req.side,
+                    req.qty,
+                    price,
+                    0.0,
+                    int(series.ts[i]),
+                    "sma_cross",
+                )
                 fills += 1
                 fres = host.fill(fill, snap)
                 crossings += "on_fill" in host.callbacks

@@ -47,9 +47,13 @@ async def _bench(edits: int, language: str, bar_ms: float, gap_s: float) -> dict
         path = scripts / f"bench{ext}"
         path.write_text(template.replace("GEN", "0"))
         cfg = KernelConfig(
-            data_dir=str(root / "data"), symbols=["SYNTH-USD"], strategies=[], equity_snapshot_s=60.0,
+            data_dir=str(root / "data"),
+            symbols=["SYNTH-USD"],
+            strategies=[],
+            equity_snapshot_s=60.0,
             data={"source": "synthetic", "options": {"interval_ms": 60_000, "speed": 60_000 / bar_ms}},
-            sandbox={"scripts_dir": str(scripts), "load_scripts": True}, api={"enabled": False},
+            sandbox={"scripts_dir": str(scripts), "load_scripts": True},
+            api={"enabled": False},
         )
         runtime = Runtime(cfg)
         stop = asyncio.Event()
@@ -88,7 +92,9 @@ async def _bench(edits: int, language: str, bar_ms: float, gap_s: float) -> dict
                     steps["load"].append((ev.marks["loaded"] - ev.marks["seen"]) * 1000.0)
                     steps["swap"].append((ev.marks["swapped"] - ev.marks["loaded"]) * 1000.0)
                     steps["next_bar"].append((first_seen[gen] - ev.marks["swapped"]) * 1000.0)
-                await asyncio.sleep(gap_s)  # time between two saves (the warm spare worker restarts meanwhile)
+                await asyncio.sleep(
+                    gap_s
+                )  # time between two saves (the warm spare worker restarts meanwhile)
         finally:
             stop.set()
             await asyncio.wait_for(task, 60)
@@ -118,8 +124,9 @@ def _watcher(runtime: Any) -> Any:
     return None
 
 
-def bench_reload(edits: int = 20, *, language: str = "js", bar_ms: float = 5.0, gap_s: float = 0.5
-                 ) -> dict[str, Any]:
+def bench_reload(
+    edits: int = 20, *, language: str = "js", bar_ms: float = 5.0, gap_s: float = 0.5
+) -> dict[str, Any]:
     """p50/p95 milliseconds from a file write to the new version handling the next bar.
 
     ``gap_s`` is the pause between one edit being picked up and the next write. Below the time a

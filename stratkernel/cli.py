@@ -84,8 +84,14 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (no progress bar).")
 @click.option("--symbol", help="Symbol name for the data (default: the file name).")
-def backtest(strategy: str, data: str, params: tuple[str, ...], config_path: str | None, as_json: bool,
-             symbol: str | None) -> None:
+def backtest(
+    strategy: str,
+    data: str,
+    params: tuple[str, ...],
+    config_path: str | None,
+    as_json: bool,
+    symbol: str | None,
+) -> None:
     """Backtest STRATEGY (a registered strategy or a .py/.js script) over --data.
 
     Exit codes: 0 done, 1 kernel/config/data error, 2 the strategy failed.
@@ -113,8 +119,9 @@ def backtest(strategy: str, data: str, params: tuple[str, ...], config_path: str
                 bar.n = i
                 bar.refresh()
 
-        result = run_backtest(strategy, series, params=_parse_params(params), config=cfg, plugins=host,
-                              progress=progress)
+        result = run_backtest(
+            strategy, series, params=_parse_params(params), config=cfg, plugins=host, progress=progress
+        )
         if bar is not None:
             bar.close()
     except (ConfigError, ValidationError, StrategyError) as exc:
@@ -130,8 +137,21 @@ def backtest(strategy: str, data: str, params: tuple[str, ...], config_path: str
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        for key in ("strategy", "symbol", "bars", "trades", "win_rate", "pnl", "return_pct", "max_drawdown_pct",
-                    "sharpe", "orders", "denied", "elapsed_s", "bars_per_s"):
+        for key in (
+            "strategy",
+            "symbol",
+            "bars",
+            "trades",
+            "win_rate",
+            "pnl",
+            "return_pct",
+            "max_drawdown_pct",
+            "sharpe",
+            "orders",
+            "denied",
+            "elapsed_s",
+            "bars_per_s",
+        ):
             click.echo(f"{key:>18}: {summary[key]}")
         if result.failure:
             f = result.failure
@@ -145,7 +165,9 @@ def backtest(strategy: str, data: str, params: tuple[str, ...], config_path: str
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
 @click.option("--no-api", is_flag=True, help="Do not serve the HTTP API.")
-@click.option("--reload", "reload_", is_flag=True, help="Restart when plugin code or config changes (development).")
+@click.option(
+    "--reload", "reload_", is_flag=True, help="Restart when plugin code or config changes (development)."
+)
 @click.option("--verbose", "-v", is_flag=True)
 def run(config_path: str | None, no_api: bool, reload_: bool, verbose: bool) -> None:
     """Run the live kernel (default: paper broker on a synthetic feed, API on 127.0.0.1)."""
@@ -207,10 +229,14 @@ def _store_call(config_path: str | None, fn: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def risk_show(config_path: str | None, as_json: bool) -> None:
     """The persisted trading state, its reason, and the configured limits."""
+
     async def fn(store: Any, cfg: Any) -> dict[str, Any]:
         state = await store.load_risk_state()
-        return {"state": state, "limits": cfg.risk.model_dump(mode="json"),
-                "pending_command": await store.get_meta("control")}
+        return {
+            "state": state,
+            "limits": cfg.risk.model_dump(mode="json"),
+            "pending_command": await store.get_meta("control"),
+        }
 
     try:
         out = _store_call(config_path, fn)
@@ -221,7 +247,9 @@ def risk_show(config_path: str | None, as_json: bool) -> None:
         click.echo(json.dumps(out, indent=2, default=str))
         return
     st = out["state"]
-    click.echo(f"trading state: {st.get('trading_state', 'active (never changed)')}  {st.get('state_reason', '')}")
+    click.echo(
+        f"trading state: {st.get('trading_state', 'active (never changed)')}  {st.get('state_reason', '')}"
+    )
     from .core.risk_report import state_lines
 
     for line in state_lines(st):
@@ -235,8 +263,10 @@ def _control(config_path: str | None, command: str, reason: str) -> None:
     from .core.store import now_ms
 
     async def fn(store: Any, cfg: Any) -> None:
-        await store.set_meta("control", {"command": command, "reason": reason, "ts": now_ms(),
-                                         "user": os.environ.get("USER", "cli")})
+        await store.set_meta(
+            "control",
+            {"command": command, "reason": reason, "ts": now_ms(), "user": os.environ.get("USER", "cli")},
+        )
 
     try:
         _store_call(config_path, fn)

@@ -46,20 +46,35 @@ def data_group() -> None:
     """Market data kept for backtests: Parquet files by symbol and day under <data_dir>/market."""
 
 
-_root_opt = click.option("--root", type=click.Path(file_okay=False), help="Store directory (default <data_dir>/market).")
-_config_opt = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
+_root_opt = click.option(
+    "--root", type=click.Path(file_okay=False), help="Store directory (default <data_dir>/market)."
+)
+_config_opt = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file."
+)
 
 
 @data_group.command()
 @click.argument("source_uri")
-@click.option("--start", help="First bar: YYYY-MM-DD, ISO timestamp or epoch ms (default: all the source has).")
+@click.option(
+    "--start", help="First bar: YYYY-MM-DD, ISO timestamp or epoch ms (default: all the source has)."
+)
 @click.option("--end", help="Last bar: YYYY-MM-DD (the whole day), ISO timestamp or epoch ms.")
-@click.option("--symbol", "symbols", multiple=True, help="Symbol to download (repeatable; default: the source's).")
+@click.option(
+    "--symbol", "symbols", multiple=True, help="Symbol to download (repeatable; default: the source's)."
+)
 @_root_opt
 @_config_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def download(source_uri: str, start: str | None, end: str | None, symbols: tuple[str, ...], root: str | None,
-             config_path: str | None, as_json: bool) -> None:
+def download(
+    source_uri: str,
+    start: str | None,
+    end: str | None,
+    symbols: tuple[str, ...],
+    root: str | None,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
     """Pull history from SOURCE_URI (e.g. synthetic:bars=5000, bars.csv, ccxt:binance:BTC/USDT:1m)
     through the data-source plugins into the store, de-duplicated by (symbol, ts)."""
     from .core.marketdata import MarketStore, range_from_days
@@ -100,8 +115,9 @@ def download(source_uri: str, start: str | None, end: str | None, symbols: tuple
                    f"{r['replaced']} replaced -> {store.root}")  # fmt: skip
 
 
-async def _download(source: Any, symbols: list[str], lo: int | None, hi: int | None, store: Any,
-                    show_progress: bool) -> list[Any]:
+async def _download(
+    source: Any, symbols: list[str], lo: int | None, hi: int | None, store: Any, show_progress: bool
+) -> list[Any]:
     reports = []
     for sym in symbols:
         series = await source.history(sym, lo, hi)
@@ -109,7 +125,9 @@ async def _download(source: Any, symbols: list[str], lo: int | None, hi: int | N
         if show_progress and sys.stderr.isatty():
             from tqdm import tqdm
 
-            bar = tqdm(total=len(series), unit="bar", unit_scale=True, desc=sym, file=sys.stderr, mininterval=0.2)
+            bar = tqdm(
+                total=len(series), unit="bar", unit_scale=True, desc=sym, file=sys.stderr, mininterval=0.2
+            )
         try:
             report = await asyncio.to_thread(store.write_bars, series, progress=bar.update if bar else None)
         finally:
@@ -121,11 +139,17 @@ async def _download(source: Any, symbols: list[str], lo: int | None, hi: int | N
 
 @data_group.command()
 @click.argument("source_uri")
-@click.option("--items", type=click.IntRange(min=1), help="Stop after this many bars and quotes (default: until Ctrl-C).")
+@click.option(
+    "--items",
+    type=click.IntRange(min=1),
+    help="Stop after this many bars and quotes (default: until Ctrl-C).",
+)
 @_root_opt
 @_config_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
-def record(source_uri: str, items: int | None, root: str | None, config_path: str | None, as_json: bool) -> None:
+def record(
+    source_uri: str, items: int | None, root: str | None, config_path: str | None, as_json: bool
+) -> None:
     """Store what SOURCE_URI's live stream yields (bars and quotes), validated, until Ctrl-C or --items."""
     from .core.marketdata import MarketStore, RecordReport, record_stream
     from .core.plugins import load_plugins
@@ -149,8 +173,16 @@ def record(source_uri: str, items: int | None, root: str | None, config_path: st
         _fail(str(exc))
         return
     if as_json:
-        click.echo(json.dumps({"bars": report.bars, "ticks": report.ticks, "refused": report.refused,
-                               "last_error": report.last_error}))
+        click.echo(
+            json.dumps(
+                {
+                    "bars": report.bars,
+                    "ticks": report.ticks,
+                    "refused": report.refused,
+                    "last_error": report.last_error,
+                }
+            )
+        )
         return
     click.echo(f"stored {report.bars} bars and {report.ticks} ticks; refused {report.refused}")
 
@@ -190,8 +222,14 @@ def list_(root: str | None, config_path: str | None, ticks: bool, as_json: bool)
 @_root_opt
 @_config_opt
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def prune(keep_days: int | None, before: str | None, dry_run: bool, root: str | None, config_path: str | None,
-          as_json: bool) -> None:
+def prune(
+    keep_days: int | None,
+    before: str | None,
+    dry_run: bool,
+    root: str | None,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
     """Retention: delete whole day partitions (bars and ticks) older than --keep-days or --before."""
     from .core.marketdata import MarketStore, parse_day
 
@@ -207,8 +245,15 @@ def prune(keep_days: int | None, before: str | None, dry_run: bool, root: str | 
         _fail(str(exc))
         return
     if as_json:
-        click.echo(json.dumps({"dry_run": dry_run, "bytes": report.bytes_freed,
-                               "removed": [{"kind": k, "symbol": s, "date": d} for k, s, d in report.removed]}))
+        click.echo(
+            json.dumps(
+                {
+                    "dry_run": dry_run,
+                    "bytes": report.bytes_freed,
+                    "removed": [{"kind": k, "symbol": s, "date": d} for k, s, d in report.removed],
+                }
+            )
+        )
         return
     verb = "would delete" if dry_run else "deleted"
     click.echo(f"{verb} {len(report.removed)} day partition(s), {_human(report.bytes_freed)}")

@@ -210,7 +210,9 @@ async def events(websocket: WebSocket) -> None:
     try:
         with contextlib.suppress(WebSocketDisconnect):  # the client left: nothing to report
             await websocket.send_text(
-                json.dumps({"type": "hello", "user": principal.username, "role": principal.role, "ts": _now_ms()})
+                json.dumps(
+                    {"type": "hello", "user": principal.username, "role": principal.role, "ts": _now_ms()}
+                )
             )
             await _pump(websocket, sub, recheck, config.ws_heartbeat_seconds)
     finally:

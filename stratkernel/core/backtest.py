@@ -48,8 +48,10 @@ class BacktestResult:
     def __repr__(self) -> str:
         # compact on purpose: asyncio reprs a finished task's result, and a repr of every fill of a
         # million-bar run costs as much as a good part of the run
-        return (f"BacktestResult(strategy={self.strategy!r}, bars={self.bars}, fills={len(self.fills)}, "
-                f"pnl={self.pnl:.4f}, failure={self.failure!r})")
+        return (
+            f"BacktestResult(strategy={self.strategy!r}, bars={self.bars}, fills={len(self.fills)}, "
+            f"pnl={self.pnl:.4f}, failure={self.failure!r})"
+        )
 
     @property
     def pnl(self) -> float:
@@ -98,7 +100,9 @@ async def load_data_async(uri: str | Path, plugins: PluginHost, symbol: str | No
     """Ask ``resolve_data_source`` which plugin reads ``uri``, then load its history."""
     answer = plugins.hook.resolve_data_source(uri=str(uri))
     if answer is None:
-        raise ConfigError("--data", f"no data-source plugin recognises {str(uri)!r} (try a .csv or .parquet file)")
+        raise ConfigError(
+            "--data", f"no data-source plugin recognises {str(uri)!r} (try a .csv or .parquet file)"
+        )
     name, options = answer
     options = dict(options)
     if symbol:
@@ -124,10 +128,14 @@ async def run_backtest_async(
     base = config or KernelConfig(strategies=[])
     ref = str(strategy)
     inst = name or (Path(ref).stem if ref.endswith((".py", ".js")) else ref)
-    cfg = base.model_copy(update={
-        "symbols": [series.symbol],
-        "strategies": [StrategyConfig(name=inst, strategy=ref, symbol=series.symbol, params=params or {})],
-    })
+    cfg = base.model_copy(
+        update={
+            "symbols": [series.symbol],
+            "strategies": [
+                StrategyConfig(name=inst, strategy=ref, symbol=series.symbol, params=params or {})
+            ],
+        }
+    )
     kernel = Kernel(cfg, plugins, mode="backtest")
     await kernel.setup()
     slot = kernel.add_strategy(inst, ref, symbol=series.symbol, params=params or {})
@@ -142,11 +150,21 @@ async def run_backtest_async(
     trades, wins = round_trips(fills)
     gate = kernel.gateway.stats() if kernel.gateway else None
     return BacktestResult(
-        strategy=ref, params=slot.params, symbol=series.symbol, bars=kernel.stats["bars"], fills=fills,
-        denials=kernel.denials, orders=kernel.stats["orders"], initial_cash=cfg.initial_cash,
-        final_equity=float(equity[-1]) if len(equity) else cfg.initial_cash, equity=equity,
-        trades=trades, wins=wins, max_drawdown_pct=max_drawdown_pct(equity),
-        sharpe=sharpe(equity, series.ts), elapsed_s=elapsed,
+        strategy=ref,
+        params=slot.params,
+        symbol=series.symbol,
+        bars=kernel.stats["bars"],
+        fills=fills,
+        denials=kernel.denials,
+        orders=kernel.stats["orders"],
+        initial_cash=cfg.initial_cash,
+        final_equity=float(equity[-1]) if len(equity) else cfg.initial_cash,
+        equity=equity,
+        trades=trades,
+        wins=wins,
+        max_drawdown_pct=max_drawdown_pct(equity),
+        sharpe=sharpe(equity, series.ts),
+        elapsed_s=elapsed,
         failure=slot.error.as_dict() if slot.error else None,
         gate={"approved": gate.approved, "denied": gate.denied, "by_code": gate.by_code} if gate else {},
     )

@@ -43,8 +43,9 @@ class BrokerConfig(BaseModel):
 
 class StrategyConfig(BaseModel):
     model_config = _FROZEN
-    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$",
-                      description="Instance name (unique).")
+    name: str = Field(
+        ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$", description="Instance name (unique)."
+    )
     strategy: str = Field(..., description="A registered strategy name, or a script path (.py/.js).")
     symbol: str | None = Field(None, description="Primary symbol; defaults to the first kernel symbol.")
     params: dict[str, Any] = Field(default_factory=dict, description="Overrides of the strategy's PARAMS.")
@@ -53,12 +54,16 @@ class StrategyConfig(BaseModel):
 class SandboxConfig(BaseModel):
     model_config = _FROZEN
     call_timeout_s: float = Field(0.5, gt=0, le=60, description="Wall-time budget per callback (per bar).")
-    load_timeout_s: float = Field(5.0, gt=0, le=120, description="Wall-time budget to load and validate a script.")
+    load_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Wall-time budget to load and validate a script."
+    )
     memory_mb: int = Field(512, ge=64, le=16384, description="RSS cap of a script's worker process.")
     max_orders_per_bar: int = Field(10, ge=1, le=1000, description="Order requests one callback may make.")
     scripts_dir: str = Field("user_strategies", description="Folder watched for user scripts.")
     load_scripts: bool = Field(False, description="Load every script in scripts_dir at start.")
-    on_delete: Literal["keep", "flatten"] = Field("keep", description="What happens to a deleted script's positions.")
+    on_delete: Literal["keep", "flatten"] = Field(
+        "keep", description="What happens to a deleted script's positions."
+    )
 
 
 class ApiSection(BaseModel):
@@ -77,14 +82,19 @@ class KernelConfig(BaseSettings):
 
     data_dir: str = Field(".stratkernel", description="Where the database, secret and caches live.")
     db: str | None = Field(None, description="SQLite file; default <data_dir>/stratkernel.db.")
-    symbols: list[str] = Field(default_factory=lambda: ["SYNTH-USD"], min_length=1,
-                               description="Symbols the kernel trades; the first is the default for strategies.")
+    symbols: list[str] = Field(
+        default_factory=lambda: ["SYNTH-USD"],
+        min_length=1,
+        description="Symbols the kernel trades; the first is the default for strategies.",
+    )
     initial_cash: float = Field(100_000.0, gt=0, description="Paper account starting cash.")
     currency: str = Field("USD", description="Account currency of the paper broker.")
     equity_snapshot_s: float = Field(5.0, gt=0, description="Live: seconds between equity snapshots.")
     preflight_interval_s: float = Field(300.0, gt=0, description="Live: seconds between broker preflights.")
     data: DataConfig = Field(default_factory=DataConfig, description="The live data feed.")
-    broker: BrokerConfig = Field(default_factory=BrokerConfig, description="The broker plugin and its options.")
+    broker: BrokerConfig = Field(
+        default_factory=BrokerConfig, description="The broker plugin and its options."
+    )
     strategies: list[StrategyConfig] = Field(
         default_factory=lambda: [StrategyConfig(name="sma_cross", strategy="sma_cross", params={"qty": 1.0})],
         description="Strategy instances `stratkernel run` starts.",

@@ -63,7 +63,9 @@ class IndicatorEngine:
         if key is not None:
             return key
         if type(name) is not str or not self.registry.has("indicator", name):
-            raise ValidationError("indicator", name, f"unknown indicator (known: {self.registry.names('indicator')})")
+            raise ValidationError(
+                "indicator", name, f"unknown indicator (known: {self.registry.names('indicator')})"
+            )
         spec = self.registry.indicator(name)
         params, out = spec.bind(args, kwargs)
         key = json.dumps([symbol, name, [[k, v] for k, v in params], spec.outputs[out]])
@@ -83,7 +85,9 @@ class IndicatorEngine:
         if series is not None:
             arr = np.asarray(spec.compute(series, **kwargs)[out], dtype=np.float64)
             if arr.shape != (len(series),):
-                raise ValidationError("indicator", name, f"compute returned shape {arr.shape}, expected ({len(series)},)")
+                raise ValidationError(
+                    "indicator", name, f"compute returned shape {arr.shape}, expected ({len(series)},)"
+                )
             self._arrays[key] = arr
             return arr
         live = self._live.get(key)
@@ -224,15 +228,37 @@ class StrategyContext:
             self._log(self.name, line)
 
     # -- orders ---------------------------------------------------------------------------------
-    def buy(self, qty: float, *, stop_loss: float | None = None, take_profit: float | None = None,
-            type: str = "market", limit_price: float | None = None, stop_price: float | None = None,
-            symbol: str | None = None, tag: str = "") -> str:
-        return self._request(Side.BUY, qty, stop_loss, take_profit, type, limit_price, stop_price, symbol, tag, False)
+    def buy(
+        self,
+        qty: float,
+        *,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        type: str = "market",
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        symbol: str | None = None,
+        tag: str = "",
+    ) -> str:
+        return self._request(
+            Side.BUY, qty, stop_loss, take_profit, type, limit_price, stop_price, symbol, tag, False
+        )
 
-    def sell(self, qty: float, *, stop_loss: float | None = None, take_profit: float | None = None,
-             type: str = "market", limit_price: float | None = None, stop_price: float | None = None,
-             symbol: str | None = None, tag: str = "") -> str:
-        return self._request(Side.SELL, qty, stop_loss, take_profit, type, limit_price, stop_price, symbol, tag, False)
+    def sell(
+        self,
+        qty: float,
+        *,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        type: str = "market",
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        symbol: str | None = None,
+        tag: str = "",
+    ) -> str:
+        return self._request(
+            Side.SELL, qty, stop_loss, take_profit, type, limit_price, stop_price, symbol, tag, False
+        )
 
     def close(self, symbol: str | None = None) -> str | None:
         sym = symbol or self.symbol
@@ -247,14 +273,33 @@ class StrategyContext:
             raise ValidationError("order_id", order_id, "must be a non-empty string")
         self.cancels.append(order_id)
 
-    def _request(self, side: Side, qty: Any, stop_loss: Any, take_profit: Any, type_: Any, limit_price: Any,
-                 stop_price: Any, symbol: Any, tag: Any, reduce_only: bool) -> str:
+    def _request(
+        self,
+        side: Side,
+        qty: Any,
+        stop_loss: Any,
+        take_profit: Any,
+        type_: Any,
+        limit_price: Any,
+        stop_price: Any,
+        symbol: Any,
+        tag: Any,
+        reduce_only: bool,
+    ) -> str:
         if len(self.requests) >= self._max_orders:
-            raise StrategyError("limit", f"more than {self._max_orders} order requests in one callback",
-                                strategy=self.name)
-        for fname, v in (("qty", qty), ("stop_loss", stop_loss), ("take_profit", take_profit),
-                         ("limit_price", limit_price), ("stop_price", stop_price)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0):
+            raise StrategyError(
+                "limit", f"more than {self._max_orders} order requests in one callback", strategy=self.name
+            )
+        for fname, v in (
+            ("qty", qty),
+            ("stop_loss", stop_loss),
+            ("take_profit", take_profit),
+            ("limit_price", limit_price),
+            ("stop_price", stop_price),
+        ):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0
+            ):
                 raise ValidationError(fname, v, "must be a finite number > 0")
         try:
             otype = OrderType(type_)
@@ -262,14 +307,23 @@ class StrategyContext:
             raise ValidationError("type", type_, "must be 'market', 'limit' or 'stop'") from None
         self._seq += 1
         rid = f"r{self._seq}"
-        self.requests.append(OrderRequest(
-            symbol=symbol or self.symbol, side=side, qty=float(qty), type=otype,
-            limit_price=None if limit_price is None else float(limit_price),
-            stop_price=None if stop_price is None else float(stop_price),
-            stop_loss=None if stop_loss is None else float(stop_loss),
-            take_profit=None if take_profit is None else float(take_profit),
-            reduce_only=reduce_only, strategy=self.name, source="strategy", client_id=rid, tag=str(tag)[:64],
-        ))
+        self.requests.append(
+            OrderRequest(
+                symbol=symbol or self.symbol,
+                side=side,
+                qty=float(qty),
+                type=otype,
+                limit_price=None if limit_price is None else float(limit_price),
+                stop_price=None if stop_price is None else float(stop_price),
+                stop_loss=None if stop_loss is None else float(stop_loss),
+                take_profit=None if take_profit is None else float(take_profit),
+                reduce_only=reduce_only,
+                strategy=self.name,
+                source="strategy",
+                client_id=rid,
+                tag=str(tag)[:64],
+            )
+        )
         return rid
 
     def take_requests(self) -> tuple[list[OrderRequest], list[str]]:
@@ -283,7 +337,10 @@ class StrategyContext:
         try:
             size = len(json.dumps(self.state, allow_nan=False))
         except (TypeError, ValueError) as exc:
-            raise StrategyError("runtime", f"ctx.state must be JSON-serializable: {exc}", strategy=self.name) from None
+            raise StrategyError(
+                "runtime", f"ctx.state must be JSON-serializable: {exc}", strategy=self.name
+            ) from None
         if size > MAX_STATE_BYTES:
-            raise StrategyError("limit", f"ctx.state is {size} bytes, over the {MAX_STATE_BYTES} limit",
-                                strategy=self.name)
+            raise StrategyError(
+                "limit", f"ctx.state is {size} bytes, over the {MAX_STATE_BYTES} limit", strategy=self.name
+            )

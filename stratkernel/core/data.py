@@ -88,11 +88,7 @@ class BarSeries:
                 cols[name] = np.ascontiguousarray(arr, dtype=np.float64)
             except (TypeError, ValueError) as exc:
                 raise ValidationError(name, "<column>", f"not numeric: {exc}") from None
-        v = (
-            np.zeros_like(cols["close"])
-            if volume is None
-            else np.ascontiguousarray(volume, dtype=np.float64)
-        )
+        v = np.zeros_like(cols["close"]) if volume is None else np.ascontiguousarray(volume, dtype=np.float64)
         n = t.shape[0]
         for name, arr in (*cols.items(), ("volume", v)):
             if arr.shape != (n,):

@@ -94,8 +94,14 @@ def _stop_child(proc: subprocess.Popen[bytes], grace_s: float) -> int:
         return proc.wait()
 
 
-def run_with_reload(args: list[str], config_path: str | None, *, grace_s: float = 20.0,
-                    stop: threading.Event | None = None, extra_watch: Iterable[Path] = ()) -> int:
+def run_with_reload(
+    args: list[str],
+    config_path: str | None,
+    *,
+    grace_s: float = 20.0,
+    stop: threading.Event | None = None,
+    extra_watch: Iterable[Path] = (),
+) -> int:
     """Run ``stratkernel <args>`` in a child process and restart it on code/config changes.
 
     ``args`` is the CLI command line without ``--reload`` (e.g. ``["run", "--config", "k.toml"]``).
@@ -118,8 +124,15 @@ def run_with_reload(args: list[str], config_path: str | None, *, grace_s: float 
         proc = subprocess.Popen(cmd)
         changed: list[str] = []
         try:
-            for changes in watch(*targets, watch_filter=accept, stop_event=stop, rust_timeout=500,
-                                 yield_on_timeout=True, debounce=400, step=100):
+            for changes in watch(
+                *targets,
+                watch_filter=accept,
+                stop_event=stop,
+                rust_timeout=500,
+                yield_on_timeout=True,
+                debounce=400,
+                step=100,
+            ):
                 if proc.poll() is not None:
                     log.info("the kernel exited with code %s", proc.returncode)
                     return proc.returncode

@@ -219,5 +219,11 @@ class TradingStateRule:
         pos = view.strategy_position(req.strategy, req.symbol) if req.strategy else view.position(req.symbol)
         if reduces_position(req, pos):
             return None
-        return deny(req, self.name, "reducing_only", "trading state is REDUCING: only position-reducing orders pass",
-                    state=state.value, position=pos.qty)
+        return deny(
+            req,
+            self.name,
+            "reducing_only",
+            "trading state is REDUCING: only position-reducing orders pass",
+            state=state.value,
+            position=pos.qty,
+        )

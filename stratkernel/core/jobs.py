@@ -25,8 +25,13 @@ def main(argv: list[str]) -> int:
             print(f"P {frac}", flush=True)
 
     try:
-        result = run_backtest(spec["strategy"], spec["data"], params=spec.get("params") or {},
-                              plugins=load_plugins(), progress=progress)
+        result = run_backtest(
+            spec["strategy"],
+            spec["data"],
+            params=spec.get("params") or {},
+            plugins=load_plugins(),
+            progress=progress,
+        )
     except StratkernelError as exc:
         print("R " + json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}), flush=True)
         return 0

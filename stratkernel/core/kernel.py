@@ -54,8 +54,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stratkernel.kernel")
 
-ORDER_EVENT_STATUSES = frozenset({OrderStatus.ACCEPTED, OrderStatus.FILLED, OrderStatus.CANCELLED,
-                                  OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.PARTIALLY_FILLED})
+ORDER_EVENT_STATUSES = frozenset(
+    {
+        OrderStatus.ACCEPTED,
+        OrderStatus.FILLED,
+        OrderStatus.CANCELLED,
+        OrderStatus.REJECTED,
+        OrderStatus.EXPIRED,
+        OrderStatus.PARTIALLY_FILLED,
+    }
+)
 
 
 def tune_gc_for_trading() -> tuple[int, int, int]:
@@ -82,8 +90,15 @@ def _session_id() -> str:
 class Kernel:
     """Owns the broker (behind the gate), the portfolio, the indicator engine and the strategy slots."""
 
-    def __init__(self, config: KernelConfig, plugins: PluginHost, *, store: Store | None = None,
-                 mode: str = "live", extra_rules: list[Rule] | None = None) -> None:
+    def __init__(
+        self,
+        config: KernelConfig,
+        plugins: PluginHost,
+        *,
+        store: Store | None = None,
+        mode: str = "live",
+        extra_rules: list[Rule] | None = None,
+    ) -> None:
         if mode not in ("live", "backtest"):
             raise ConfigError("mode", "must be 'live' or 'backtest'")
         self.config = config
@@ -115,9 +130,13 @@ class Kernel:
         self.gateway: Gateway | None = None
         self.risk: RiskManager | None = None
         self._wall_clock = mode == "live"
-        self.port = ContextPort(indicators=self.indicators, position=self._ctx_position,
-                                positions=self._ctx_positions, account=self.portfolio.account,
-                                history=self._history)
+        self.port = ContextPort(
+            indicators=self.indicators,
+            position=self._ctx_position,
+            positions=self._ctx_positions,
+            account=self.portfolio.account,
+            history=self._history,
+        )
         self.denials: list[Decision] = []
         self.stats: dict[str, int] = {"bars": 0, "orders": 0, "denied": 0, "fills": 0, "refused_data": 0}
         self._has_event_hooks = False
@@ -157,12 +176,20 @@ class Kernel:
         if self.store is not None and self.mode == "live":
             await self._reconcile()
 
-    def add_strategy(self, name: str, ref: str, *, symbol: str | None = None,
-                     params: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> Slot:
+    def add_strategy(
+        self,
+        name: str,
+        ref: str,
+        *,
+        symbol: str | None = None,
+        params: dict[str, Any] | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> Slot:
         if name in self.slots and self.slots[name].status == "running":
             raise ConfigError(f"strategies.{name}", "a strategy with this name is already running")
-        slot = make_slot(self, name, ref, symbol=symbol or self.config.symbols[0], params=params or {},
-                         state=state)
+        slot = make_slot(
+            self, name, ref, symbol=symbol or self.config.symbols[0], params=params or {}, state=state
+        )
         if self.mode == "live" and slot.status == "running":
             # a script joining a running kernel gets the bars so far, so its bar index matches ours
             series = self.live_series(slot.symbol)
@@ -252,7 +279,7 @@ class Kernel:
         s = self._series
         if s is not None and s.symbol == symbol:
             i = self.port.index
-            return list(s.column(field)[max(0, i - n + 1): i + 1].tolist())
+            return list(s.column(field)[max(0, i - n + 1) : i + 1].tolist())
         bars = self.indicators._bars.get(symbol, [])
         idx = ("open", "high", "low", "close", "volume").index(field) + 1
         return [float(b[idx]) for b in bars[-n:]]
@@ -309,7 +336,9 @@ class Kernel:
         await self.drain()
         return True
 
-    async def _process(self, slot: Slot | None, requests: list[OrderRequest], cancels: list[str]) -> list[Decision]:
+    async def _process(
+        self, slot: Slot | None, requests: list[OrderRequest], cancels: list[str]
+    ) -> list[Decision]:
         gateway, broker = self.gateway, self._broker
         assert gateway is not None and broker is not None
         out: list[Decision] = []
@@ -326,16 +355,32 @@ class Kernel:
                 self.stats["denied"] += 1
                 if len(self.denials) < 10_000:
                     self.denials.append(decision)
-                self.emit("denial", {"strategy": req.strategy, "source": req.source, **decision.as_dict(),
-                                     "symbol": req.symbol, "side": req.side.value, "qty": req.qty})
+                self.emit(
+                    "denial",
+                    {
+                        "strategy": req.strategy,
+                        "source": req.source,
+                        **decision.as_dict(),
+                        "symbol": req.symbol,
+                        "side": req.side.value,
+                        "qty": req.qty,
+                    },
+                )
                 if slot is not None:
-                    self._reject_q.append((slot.name, {"id": req.client_id, "code": decision.code,
-                                                       "message": decision.message}))
+                    self._reject_q.append(
+                        (slot.name, {"id": req.client_id, "code": decision.code, "message": decision.message})
+                    )
                 continue
             self.stats["orders"] += 1
             ts = self.now_ms()
-            order = Order(order_id, decision.request, OrderStatus.PENDING, created_ts=ts, updated_ts=ts,
-                          role="close" if decision.request.reduce_only else "entry")
+            order = Order(
+                order_id,
+                decision.request,
+                OrderStatus.PENDING,
+                created_ts=ts,
+                updated_ts=ts,
+                role="close" if decision.request.reduce_only else "entry",
+            )
             self.orders[order_id] = order
             self._open_orders.setdefault(order.request.strategy, set()).add(order_id)
             if self.store is not None and self.mode == "live":
@@ -353,8 +398,9 @@ class Kernel:
                 log.warning("broker %s refused order %s: %s", broker.name, order_id, exc)
                 self._update_q.append(order)
                 if slot is not None:
-                    self._reject_q.append((slot.name, {"id": req.client_id, "code": str(code),
-                                                       "message": str(exc)[:500]}))
+                    self._reject_q.append(
+                        (slot.name, {"id": req.client_id, "code": str(code), "message": str(exc)[:500]})
+                    )
         if slot is not None:
             for oid in cancels:
                 # a strategy may cancel only its own orders; ids are its local request ids or full ids
@@ -410,12 +456,15 @@ class Kernel:
         """Re-read ``config.risk`` (after an admin changed limits) and rebuild the gate's rules."""
         assert self.gateway is not None
         reg = self.plugins.registry
-        plugin_rules = [reg.get("risk_rule", n).obj(dict(reg.get("risk_rule", n).meta.get("options", {})))
-                        for n in reg.names("risk_rule")]
+        plugin_rules = [
+            reg.get("risk_rule", n).obj(dict(reg.get("risk_rule", n).meta.get("options", {})))
+            for n in reg.names("risk_rule")
+        ]
         self.risk = RiskManager(self.config.risk, self) if self.risk is None else self.risk
         self.risk.config = self.config.risk
-        self.gateway.rules = sorted(self.risk.rules(plugin_rules + self._extra_rules),
-                                    key=lambda r: STAGES.index(r.stage))
+        self.gateway.rules = sorted(
+            self.risk.rules(plugin_rules + self._extra_rules), key=lambda r: STAGES.index(r.stage)
+        )
         self.gateway.enabled = self.config.risk.enabled
 
     async def _apply_fill(self, fill: Fill) -> None:
@@ -435,9 +484,21 @@ class Kernel:
         if self.store is not None and self.mode == "live":
             pos = self.portfolio.strategy_position(fill.strategy, fill.symbol)
             await self.store.record_fill(fill, pos, order)
-        self.emit("fill", {"id": fill.id, "order_id": fill.order_id, "strategy": fill.strategy,
-                           "symbol": fill.symbol, "side": fill.side.value, "qty": fill.qty, "price": fill.price,
-                           "fee": fill.fee, "role": fill.role, "ts": fill.ts})
+        self.emit(
+            "fill",
+            {
+                "id": fill.id,
+                "order_id": fill.order_id,
+                "strategy": fill.strategy,
+                "symbol": fill.symbol,
+                "side": fill.side.value,
+                "qty": fill.qty,
+                "price": fill.price,
+                "fee": fill.fee,
+                "role": fill.role,
+                "ts": fill.ts,
+            },
+        )
         slot = self.slots.get(fill.strategy)
         if slot is not None and slot.status == "running":
             res = slot.on_fill(fill)
@@ -460,8 +521,9 @@ class Kernel:
         if self.store is not None:
             await self.store.save_risk_state({"trading_state": state.value, "state_reason": reason})
             if self.mode == "live":
-                await self.store.record_event(self.now_ms(), "risk_state",
-                                              {"from": old.value, "to": state.value, "reason": reason})
+                await self.store.record_event(
+                    self.now_ms(), "risk_state", {"from": old.value, "to": state.value, "reason": reason}
+                )
 
     async def flatten(self, *, source: str = "operator") -> list[Decision]:
         """Close every position the kernel holds, through the gate (reduce-only orders pass HALTED? no:
@@ -469,8 +531,17 @@ class Kernel:
         reqs = []
         for p in self.portfolio.strategy_positions():
             side = "sell" if p.qty > 0 else "buy"
-            reqs.append(OrderRequest(p.symbol, _side(side), abs(p.qty), reduce_only=True, strategy=p.strategy,
-                                     source=source, tag="flatten"))
+            reqs.append(
+                OrderRequest(
+                    p.symbol,
+                    _side(side),
+                    abs(p.qty),
+                    reduce_only=True,
+                    strategy=p.strategy,
+                    source=source,
+                    tag="flatten",
+                )
+            )
         out = []
         for r in reqs:
             out.extend(await self._process(None, [r], []))
@@ -482,12 +553,20 @@ class Kernel:
         log.error("strategy %s failed: %s", slot.name, error)
         self.emit("strategy_failed", {"strategy": slot.name, **error.as_dict()})
         if self.store is not None:
-            await self.store.save_strategy(slot.name, ref=slot.ref, kind=slot.kind, version=slot.version,
-                                           status="failed", params=slot.params, state=slot.state,
-                                           error=error.as_dict())
+            await self.store.save_strategy(
+                slot.name,
+                ref=slot.ref,
+                kind=slot.kind,
+                version=slot.version,
+                status="failed",
+                params=slot.params,
+                state=slot.state,
+                error=error.as_dict(),
+            )
             if self.mode == "live":
-                await self.store.record_event(self.now_ms(), "strategy_failed", {"strategy": slot.name,
-                                                                                 **error.as_dict()})
+                await self.store.record_event(
+                    self.now_ms(), "strategy_failed", {"strategy": slot.name, **error.as_dict()}
+                )
 
     async def _settle_failures(self) -> None:
         self._failures_pending = False
@@ -497,8 +576,13 @@ class Kernel:
                 await self.strategy_failed(slot, slot.error)
 
     # -- backtest ---------------------------------------------------------------------------------
-    async def run_backtest(self, series: BarSeries, *, progress: Callable[[int, int], None] | None = None,
-                           cancel: Callable[[], bool] | None = None) -> None:
+    async def run_backtest(
+        self,
+        series: BarSeries,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+    ) -> None:
         """Replay a validated series through the whole kernel. Data is validated once, vectorized,
         when the series was built; bars here are trusted."""
         assert self._broker is not None
@@ -515,8 +599,16 @@ class Kernel:
         on_market = broker._get().on_market if broker.simulated else None  # type: ignore[attr-defined]
         port = self.port
         n = len(series)
-        bars = map(Bar, series.ts.tolist(), series.open.tolist(), series.high.tolist(), series.low.tolist(),
-                   series.close.tolist(), series.volume.tolist(), repeat(sym, n))
+        bars = map(
+            Bar,
+            series.ts.tolist(),
+            series.open.tolist(),
+            series.high.tolist(),
+            series.low.tolist(),
+            series.close.tolist(),
+            series.volume.tolist(),
+            repeat(sym, n),
+        )
         active = [s for s in slots if s.status == "running"]
         assert self.risk is not None
         risk_on_bar = self.risk.on_bar if self.risk.needs_bars else None
@@ -540,9 +632,16 @@ class Kernel:
             progress(n, n)
         await self.stop_slots()
 
-    async def _replay(self, bars: Any, active: list[Slot], on_market: Any, risk_on_bar: Any,
-                      progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None,
-                      n: int) -> int:
+    async def _replay(
+        self,
+        bars: Any,
+        active: list[Slot],
+        on_market: Any,
+        risk_on_bar: Any,
+        progress: Callable[[int, int], None] | None,
+        cancel: Callable[[], bool] | None,
+        n: int,
+    ) -> int:
         port = self.port
         step = max(n // 200, 1)
         i = -1
@@ -586,10 +685,16 @@ class Kernel:
                     await self._process(slot, *res)
                 await self.drain()
                 if self.store is not None:
-                    await self.store.save_strategy(slot.name, ref=slot.ref, kind=slot.kind, version=slot.version,
-                                                   status="stopped" if slot.status != "failed" else "failed",
-                                                   params=slot.params, state=slot.state,
-                                                   error=slot.error.as_dict() if slot.error else None)
+                    await self.store.save_strategy(
+                        slot.name,
+                        ref=slot.ref,
+                        kind=slot.kind,
+                        version=slot.version,
+                        status="stopped" if slot.status != "failed" else "failed",
+                        params=slot.params,
+                        state=slot.state,
+                        error=slot.error.as_dict() if slot.error else None,
+                    )
             slot.close()
         await self._settle_failures()
 
@@ -639,7 +744,9 @@ class Kernel:
             quote = self.validator.quote(raw)
         except ValidationError as exc:
             self.stats["refused_data"] += 1
-            log.warning("refused quote from data source: %s (refused so far: %d)", exc, self.validator.refused)
+            log.warning(
+                "refused quote from data source: %s (refused so far: %d)", exc, self.validator.refused
+            )
             return
         assert self._broker is not None
         self._last_quote[quote.symbol] = quote
@@ -650,8 +757,12 @@ class Kernel:
 
     async def start_live(self) -> None:
         await self._start_slots()
-        info = {"mode": self.mode, "broker": self.config.broker.name, "symbols": sorted(self._symbols),
-                "strategies": sorted(self.slots)}
+        info = {
+            "mode": self.mode,
+            "broker": self.config.broker.name,
+            "symbols": sorted(self._symbols),
+            "strategies": sorted(self.slots),
+        }
         self.plugins.hook.kernel_started.call_historic(kwargs={"info": info})
         self.emit("kernel", {"event": "started", **info})
 
@@ -659,8 +770,11 @@ class Kernel:
         assert self._broker is not None
         pf = await self._broker.preflight()
         if not pf.trading_allowed and self.trading_state is not TradingState.HALTED:
-            await self.set_trading_state(TradingState.HALTED, f"broker preflight: {pf.reason or 'trading not allowed'}",
-                                         source="preflight")
+            await self.set_trading_state(
+                TradingState.HALTED,
+                f"broker preflight: {pf.reason or 'trading not allowed'}",
+                source="preflight",
+            )
 
     async def snapshot_equity(self) -> None:
         if self.store is None:
@@ -669,8 +783,16 @@ class Kernel:
         await self.store.snapshot_equity(self.now_ms(), p.cash, p.equity(), p.gross_exposure())
         for slot in self.slots.values():
             if slot.status == "running":
-                await self.store.save_strategy(slot.name, ref=slot.ref, kind=slot.kind, version=slot.version,
-                                               status=slot.status, params=slot.params, state=slot.state, error=None)
+                await self.store.save_strategy(
+                    slot.name,
+                    ref=slot.ref,
+                    kind=slot.kind,
+                    version=slot.version,
+                    status=slot.status,
+                    params=slot.params,
+                    state=slot.state,
+                    error=None,
+                )
 
     async def shutdown(self) -> None:
         info = {"mode": self.mode}
@@ -702,10 +824,21 @@ class Kernel:
         if self._broker.simulated:
             self._broker.restore(self.portfolio.strategy_positions(), open_orders, self.portfolio.cash)
         if fills or open_orders:
-            log.info("restored %d fills, %d working orders, trading state %s", len(fills), len(open_orders),
-                     self.trading_state.value)
-        self.emit("kernel", {"event": "restored", "fills": len(fills), "open_orders": len(open_orders),
-                             "trading_state": self.trading_state.value})
+            log.info(
+                "restored %d fills, %d working orders, trading state %s",
+                len(fills),
+                len(open_orders),
+                self.trading_state.value,
+            )
+        self.emit(
+            "kernel",
+            {
+                "event": "restored",
+                "fills": len(fills),
+                "open_orders": len(open_orders),
+                "trading_state": self.trading_state.value,
+            },
+        )
 
     async def _reconcile(self) -> None:
         """Bring restored orders up to date with the broker, then compare positions; surface differences."""
@@ -723,8 +856,11 @@ class Kernel:
             log.warning("could not read broker positions to reconcile: %s", exc)
             return
         ours = {p.symbol: p.qty for p in self.portfolio.positions()}
-        diffs = {s: (ours.get(s, 0.0), theirs.get(s, 0.0)) for s in set(ours) | set(theirs)
-                 if abs(ours.get(s, 0.0) - theirs.get(s, 0.0)) > 1e-9}
+        diffs = {
+            s: (ours.get(s, 0.0), theirs.get(s, 0.0))
+            for s in set(ours) | set(theirs)
+            if abs(ours.get(s, 0.0) - theirs.get(s, 0.0)) > 1e-9
+        }
         if diffs:
             log.warning("positions differ from the broker after restart (ours, theirs): %s", diffs)
             self.emit("kernel", {"event": "reconcile", "differences": {k: list(v) for k, v in diffs.items()}})
@@ -738,9 +874,19 @@ def _side(value: str) -> Any:
 
 def _order_event(order: Order) -> dict[str, Any]:
     r = order.request
-    return {"id": order.id, "strategy": r.strategy, "symbol": r.symbol, "side": r.side.value, "type": r.type.value,
-            "qty": r.qty, "status": order.status.value, "filled_qty": order.filled_qty,
-            "avg_fill_price": order.avg_fill_price, "role": order.role, "reason": order.reason}
+    return {
+        "id": order.id,
+        "strategy": r.strategy,
+        "symbol": r.symbol,
+        "side": r.side.value,
+        "type": r.type.value,
+        "qty": r.qty,
+        "status": order.status.value,
+        "filled_qty": order.filled_qty,
+        "avg_fill_price": order.avg_fill_price,
+        "role": order.role,
+        "reason": order.reason,
+    }
 
 
 __all__ = ["Kernel", "PluginSlot", "Slot"]

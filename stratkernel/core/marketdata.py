@@ -108,7 +108,9 @@ def _day_start_ms(d: date) -> int:
 
 def _check_symbol(symbol: str) -> str:
     if not isinstance(symbol, str) or not symbol or not symbol.isprintable() or len(symbol) > 128:
-        raise ValidationError("symbol", symbol, "must be a non-empty printable name of at most 128 characters")
+        raise ValidationError(
+            "symbol", symbol, "must be a non-empty printable name of at most 128 characters"
+        )
     return symbol
 
 
@@ -185,7 +187,9 @@ class MarketStore:
         if not base.is_dir():
             return []
         return sorted(
-            _urlunquote(p.name[len("symbol="):]) for p in base.iterdir() if p.is_dir() and p.name.startswith("symbol=")
+            _urlunquote(p.name[len("symbol=") :])
+            for p in base.iterdir()
+            if p.is_dir() and p.name.startswith("symbol=")
         )
 
     def days(self, kind: str, symbol: str) -> list[str]:
@@ -193,7 +197,9 @@ class MarketStore:
         if not d.is_dir():
             return []
         return sorted(
-            p.name[len("date="):] for p in d.iterdir() if p.name.startswith("date=") and (p / PART_FILE).is_file()
+            p.name[len("date=") :]
+            for p in d.iterdir()
+            if p.name.startswith("date=") and (p / PART_FILE).is_file()
         )
 
     # -- writing --------------------------------------------------------------------------------
@@ -311,7 +317,9 @@ class MarketStore:
             expr = e2 if expr is None else expr & e2
         return expr
 
-    def files_for(self, kind: str, symbol: str, start_ms: int | None = None, end_ms: int | None = None) -> list[str]:
+    def files_for(
+        self, kind: str, symbol: str, start_ms: int | None = None, end_ms: int | None = None
+    ) -> list[str]:
         """The day files a range read opens (the partitions left after pruning on the date key)."""
         dset = self._dataset(kind, symbol)
         if dset is None:

@@ -171,6 +171,7 @@ class PluginHost:
     # -- collecting components ------------------------------------------------------------------
     def collect(self) -> Registry:
         """Call every ``register_*`` hook, one plugin at a time so failures are attributed."""
+
         # built-in plugins first, so a third party can never take over a built-in name
         def builtin_first(item: tuple[str, object]) -> bool:
             origin = self._origins.get(item[0])
@@ -201,7 +202,9 @@ class PluginHost:
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
-                reason = exc.reason if isinstance(exc, PluginError) else f"{hook_name} failed: {_describe(exc)}"
+                reason = (
+                    exc.reason if isinstance(exc, PluginError) else f"{hook_name} failed: {_describe(exc)}"
+                )
                 self.failures.append(PluginFailure(origin.plugin, origin.distribution, reason))
                 log.warning("plugin %s (%s): %s", origin.plugin, origin.distribution, reason)
 
@@ -231,29 +234,55 @@ def _is_hookimpl(fn: Any) -> bool:
     return hasattr(fn, "stratkernel_impl")
 
 
-def _make_registration(kind: str, origin: _Origin, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Registration:
+def _make_registration(
+    kind: str, origin: _Origin, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Registration:
     description = kwargs.pop("description", "")
     if kind == "indicator":
         if len(args) != 1 or not isinstance(args[0], IndicatorSpec) or kwargs:
-            raise PluginError(origin.plugin, "register_indicators: call register(IndicatorSpec(...))", origin.distribution)
+            raise PluginError(
+                origin.plugin, "register_indicators: call register(IndicatorSpec(...))", origin.distribution
+            )
         spec = args[0]
-        return Registration(kind, spec.name, spec, origin.plugin, origin.distribution, origin.version,
-                            description or spec.description)
+        return Registration(
+            kind,
+            spec.name,
+            spec,
+            origin.plugin,
+            origin.distribution,
+            origin.version,
+            description or spec.description,
+        )
     if kind == "strategy":
         from .strategy import Strategy
 
         if len(args) != 1 or not (isinstance(args[0], type) and issubclass(args[0], Strategy)):
-            raise PluginError(origin.plugin, "register_strategies: call register(StrategySubclass)", origin.distribution)
+            raise PluginError(
+                origin.plugin, "register_strategies: call register(StrategySubclass)", origin.distribution
+            )
         cls = args[0]
         name = getattr(cls, "name", "") or cls.__name__
-        return Registration(kind, name, cls, origin.plugin, origin.distribution, origin.version,
-                            description or (cls.__doc__ or "").strip().split("\n")[0])
+        return Registration(
+            kind,
+            name,
+            cls,
+            origin.plugin,
+            origin.distribution,
+            origin.version,
+            description or (cls.__doc__ or "").strip().split("\n")[0],
+        )
     if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
-        raise PluginError(origin.plugin, f"register for {kind}: call register(name, factory, ...)", origin.distribution)
+        raise PluginError(
+            origin.plugin, f"register for {kind}: call register(name, factory, ...)", origin.distribution
+        )
     name, factory = args
     if not name or not name.replace("_", "").replace("-", "").isalnum():
-        raise PluginError(origin.plugin, f"{kind} name {name!r} must be alphanumeric (with - or _)", origin.distribution)
-    return Registration(kind, name, factory, origin.plugin, origin.distribution, origin.version, description, dict(kwargs))
+        raise PluginError(
+            origin.plugin, f"{kind} name {name!r} must be alphanumeric (with - or _)", origin.distribution
+        )
+    return Registration(
+        kind, name, factory, origin.plugin, origin.distribution, origin.version, description, dict(kwargs)
+    )
 
 
 def _describe(exc: BaseException) -> str:

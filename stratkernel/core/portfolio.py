@@ -89,7 +89,11 @@ class Portfolio:
         pos = self._pos_cache.get(key)
         if pos is None:
             p = self._by_strategy.get(key)
-            pos = Position(symbol, strategy=strategy) if p is None else Position(symbol, p.qty, p.avg, p.realized, strategy)
+            pos = (
+                Position(symbol, strategy=strategy)
+                if p is None
+                else Position(symbol, p.qty, p.avg, p.realized, strategy)
+            )
             self._pos_cache[key] = pos
         return pos
 
@@ -121,8 +125,14 @@ class Portfolio:
         if acct is None:
             eq = self.equity()
             gross = self.gross_exposure()
-            acct = self._account = Account(cash=self.cash, equity=eq, margin_used=gross, free_margin=eq - gross,
-                                           currency=self.currency, leverage=1.0)
+            acct = self._account = Account(
+                cash=self.cash,
+                equity=eq,
+                margin_used=gross,
+                free_margin=eq - gross,
+                currency=self.currency,
+                leverage=1.0,
+            )
         return acct
 
     def restore(self, fills: list[Fill]) -> None:

@@ -62,72 +62,136 @@ class RiskConfig(BaseModel):
 
     enabled: bool = Field(True, description="Turn the whole gate off (benchmarks only; never live).")
     initial_state: TradingState = Field(TradingState.ACTIVE, description="Trading state at first start.")
-    halt_flattens: bool = Field(False, description="The kill switch (RiskManager.kill_switch) also flattens "
-                                                   "every position before halting.")
+    halt_flattens: bool = Field(
+        False,
+        description="The kill switch (RiskManager.kill_switch) also flattens every position before halting.",
+    )
     # -- stop-loss / take-profit
     require_stop_loss: bool = Field(True, description="Opening orders must carry a stop_loss.")
     default_stop: Literal["none", "fixed", "atr"] = Field(
-        "none", description="Attach a stop when an opening order has none: 'fixed' distance or an 'atr' multiple "
-                            "('none' refuses the order if require_stop_loss is set).")
+        "none",
+        description="Attach a stop when an opening order has none: 'fixed' distance or an 'atr' multiple "
+        "('none' refuses the order if require_stop_loss is set).",
+    )
     default_stop_distance: float = Field(0.0, ge=0, description="Price distance of the 'fixed' default stop.")
     default_stop_atr_multiple: float = Field(2.0, gt=0, description="ATR multiple of the 'atr' default stop.")
-    default_stop_atr_period: int = Field(14, ge=1, le=1000, description="ATR period of the 'atr' default stop.")
+    default_stop_atr_period: int = Field(
+        14, ge=1, le=1000, description="ATR period of the 'atr' default stop."
+    )
     # -- size
     max_order_qty: float = Field(math.inf, gt=0, description="Maximum quantity of one opening order.")
     max_order_notional: float = Field(math.inf, gt=0, description="Maximum qty x price of one opening order.")
     max_position_qty: float = Field(math.inf, gt=0, description="Maximum absolute net position per symbol.")
-    max_position_notional: float = Field(math.inf, gt=0, description="Maximum value of the net position per symbol.")
-    max_gross_exposure: float = Field(math.inf, gt=0, description="Maximum sum of |position| x price, all symbols.")
+    max_position_notional: float = Field(
+        math.inf, gt=0, description="Maximum value of the net position per symbol."
+    )
+    max_gross_exposure: float = Field(
+        math.inf, gt=0, description="Maximum sum of |position| x price, all symbols."
+    )
     max_leverage: float = Field(math.inf, gt=0, description="Maximum gross exposure / equity.")
     # -- open positions
-    max_open_positions: int | None = Field(None, ge=1, description="Maximum symbols with an open position, "
-                                                                   "counted at the broker (manual trades included).")
-    broker_positions_refresh_s: float = Field(30.0, gt=0, description="Live: seconds between reads of the "
-                                                                      "broker's positions for max_open_positions.")
+    max_open_positions: int | None = Field(
+        None,
+        ge=1,
+        description="Maximum symbols with an open position, counted at the broker (manual trades included).",
+    )
+    broker_positions_refresh_s: float = Field(
+        30.0,
+        gt=0,
+        description="Live: seconds between reads of the broker's positions for max_open_positions.",
+    )
     # -- sizing
-    risk_per_trade_pct: float | None = Field(None, gt=0, le=100, description="Enforced: an opening order may "
-                                             "lose at most this % of equity at its stop-loss.")
+    risk_per_trade_pct: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="Enforced: an opening order may lose at most this % of equity at its stop-loss.",
+    )
     # -- margin
-    margin_free_fraction: float | None = Field(None, gt=0, le=1, description="Refuse orders needing more than "
-                                               "this fraction of the broker's free margin.")
-    margin_level_min_pct: float | None = Field(None, gt=0, description="Refuse orders that would push the margin "
-                                               "level (equity / margin used, %) below this.")
+    margin_free_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Refuse orders needing more than this fraction of the broker's free margin.",
+    )
+    margin_level_min_pct: float | None = Field(
+        None,
+        gt=0,
+        description="Refuse orders that would push the margin level (equity / margin used, %) below this.",
+    )
     # -- loss limits
-    daily_loss_pct: float | None = Field(None, gt=0, le=100, description="Loss from the day's starting equity "
-                                         "(day boundary in `timezone`) that trips the loss action.")
-    weekly_loss_pct: float | None = Field(None, gt=0, le=100, description="Loss from the week's starting equity "
-                                          "(Monday 00:00 in `timezone`).")
+    daily_loss_pct: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="Loss from the day's starting equity "
+        "(day boundary in `timezone`) that trips the loss action.",
+    )
+    weekly_loss_pct: float | None = Field(
+        None, gt=0, le=100, description="Loss from the week's starting equity (Monday 00:00 in `timezone`)."
+    )
     max_drawdown_pct: float | None = Field(None, gt=0, le=100, description="Drawdown from peak equity.")
-    loss_action: Literal["halt", "reduce"] = Field("halt", description="State after a loss limit trips: HALTED "
-                                                   "or REDUCING.")
-    loss_flatten: bool = Field(False, description="Live: also flatten every position when a loss limit trips.")
+    loss_action: Literal["halt", "reduce"] = Field(
+        "halt", description="State after a loss limit trips: HALTED or REDUCING."
+    )
+    loss_flatten: bool = Field(
+        False, description="Live: also flatten every position when a loss limit trips."
+    )
     loss_recovery: Literal["operator", "hours", "next_day"] = Field(
-        "operator", description="How trading recovers: an operator's resume, after `loss_recovery_hours`, or at "
-                                "the next day boundary. An operator may always resume earlier.")
-    loss_recovery_hours: float = Field(24.0, gt=0, description="Hours until recovery when loss_recovery='hours'.")
+        "operator",
+        description="How trading recovers: an operator's resume, after `loss_recovery_hours`, or at "
+        "the next day boundary. An operator may always resume earlier.",
+    )
+    loss_recovery_hours: float = Field(
+        24.0, gt=0, description="Hours until recovery when loss_recovery='hours'."
+    )
     timezone: str = Field("UTC", description="IANA timezone of the day and week boundaries.")
-    notifiers: list[str] = Field(default_factory=lambda: ["log"], description="Notifier plugins told (live) about "
-                                 "loss warnings (80%, 90%), trips, recoveries and symbol locks.")
+    notifiers: list[str] = Field(
+        default_factory=lambda: ["log"],
+        description="Notifier plugins told (live) about "
+        "loss warnings (80%, 90%), trips, recoveries and symbol locks.",
+    )
     # -- cooldowns
-    stop_cooldown_bars: int = Field(0, ge=0, description="After a stop-loss hit, no entry on that symbol for N bars.")
-    stop_cooldown_minutes: float = Field(0.0, ge=0, description="After a stop-loss hit, no entry on that symbol "
-                                         "for N minutes.")
-    stop_lock_count: int = Field(0, ge=0, description="K stop-losses within the window lock the symbol (0 = off).")
-    stop_lock_window_minutes: float = Field(60.0, gt=0, description="Window in which stop_lock_count hits count.")
+    stop_cooldown_bars: int = Field(
+        0, ge=0, description="After a stop-loss hit, no entry on that symbol for N bars."
+    )
+    stop_cooldown_minutes: float = Field(
+        0.0, ge=0, description="After a stop-loss hit, no entry on that symbol for N minutes."
+    )
+    stop_lock_count: int = Field(
+        0, ge=0, description="K stop-losses within the window lock the symbol (0 = off)."
+    )
+    stop_lock_window_minutes: float = Field(
+        60.0, gt=0, description="Window in which stop_lock_count hits count."
+    )
     stop_lock_minutes: float = Field(240.0, gt=0, description="How long such a lock lasts.")
-    stop_lock_scope: Literal["symbol", "all"] = Field("symbol", description="Lock that symbol or every entry.")
+    stop_lock_scope: Literal["symbol", "all"] = Field(
+        "symbol", description="Lock that symbol or every entry."
+    )
     # -- rate
-    max_orders_per_second: int | None = Field(None, ge=1, description="Per strategy (or source for manual orders).")
-    max_orders_per_minute: int | None = Field(None, ge=1, description="Per strategy (or source for manual orders).")
+    max_orders_per_second: int | None = Field(
+        None, ge=1, description="Per strategy (or source for manual orders)."
+    )
+    max_orders_per_minute: int | None = Field(
+        None, ge=1, description="Per strategy (or source for manual orders)."
+    )
     max_total_orders_per_second: int | None = Field(None, ge=1, description="All sources together.")
     max_total_orders_per_minute: int | None = Field(None, ge=1, description="All sources together.")
-    duplicate_window_ms: int = Field(0, ge=0, description="Refuse the same order (strategy, symbol, side, qty, "
-                                     "type, price) again within this many ms (0 = off).")
+    duplicate_window_ms: int = Field(
+        0,
+        ge=0,
+        description="Refuse the same order (strategy, symbol, side, qty, "
+        "type, price) again within this many ms (0 = off).",
+    )
     # -- price collar
-    price_collar_pct: float | None = Field(None, gt=0, description="Refuse limit/stop prices further than this % "
-                                           "from the last price.")
-    stale_quote_s: float | None = Field(None, gt=0, description="Refuse market orders when the last quote/bar is "
-                                        "older than this many seconds.")
+    price_collar_pct: float | None = Field(
+        None, gt=0, description="Refuse limit/stop prices further than this % from the last price."
+    )
+    stale_quote_s: float | None = Field(
+        None,
+        gt=0,
+        description="Refuse market orders when the last quote/bar is older than this many seconds.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -135,7 +199,9 @@ class RiskConfig(BaseModel):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {v!r} (use an IANA name such as 'UTC' or 'Europe/London')") from None
+            raise ValueError(
+                f"unknown timezone {v!r} (use an IANA name such as 'UTC' or 'Europe/London')"
+            ) from None
         return v
 
 
@@ -147,30 +213,56 @@ def build_rules(config: RiskConfig, plugin_rules: list[Rule] | None, manager: Ri
         PrepareRule(fx),
         ValidateRule(fx),
         TradingStateRule(),
-        StopLossRule(fx, required=c.require_stop_loss, default=c.default_stop, fixed_distance=c.default_stop_distance,
-                     atr_multiple=c.default_stop_atr_multiple, atr_period=c.default_stop_atr_period),
+        StopLossRule(
+            fx,
+            required=c.require_stop_loss,
+            default=c.default_stop,
+            fixed_distance=c.default_stop_distance,
+            atr_multiple=c.default_stop_atr_multiple,
+            atr_period=c.default_stop_atr_period,
+        ),
     ]
     if c.max_order_qty < math.inf or c.max_order_notional < math.inf:
         rules.append(OrderSizeRule(fx, max_qty=c.max_order_qty, max_notional=c.max_order_notional))
     if c.price_collar_pct is not None or c.stale_quote_s is not None:
-        rules.append(PriceCollarRule(
-            fx,
-            max_deviation=None if c.price_collar_pct is None else c.price_collar_pct / 100.0,
-            stale_ms=None if c.stale_quote_s is None else int(c.stale_quote_s * 1000)))
+        rules.append(
+            PriceCollarRule(
+                fx,
+                max_deviation=None if c.price_collar_pct is None else c.price_collar_pct / 100.0,
+                stale_ms=None if c.stale_quote_s is None else int(c.stale_quote_s * 1000),
+            )
+        )
     rate: RateRule | None = None
-    if (c.max_orders_per_second or c.max_orders_per_minute or c.max_total_orders_per_second
-            or c.max_total_orders_per_minute or c.duplicate_window_ms):
-        rate = RateRule(fx, manager.rate, per_second=c.max_orders_per_second, per_minute=c.max_orders_per_minute,
-                        total_per_second=c.max_total_orders_per_second,
-                        total_per_minute=c.max_total_orders_per_minute, dup_window_ms=c.duplicate_window_ms)
+    if (
+        c.max_orders_per_second
+        or c.max_orders_per_minute
+        or c.max_total_orders_per_second
+        or c.max_total_orders_per_minute
+        or c.duplicate_window_ms
+    ):
+        rate = RateRule(
+            fx,
+            manager.rate,
+            per_second=c.max_orders_per_second,
+            per_minute=c.max_orders_per_minute,
+            total_per_second=c.max_total_orders_per_second,
+            total_per_minute=c.max_total_orders_per_minute,
+            dup_window_ms=c.duplicate_window_ms,
+        )
         rules.append(rate)
     if c.max_position_qty < math.inf or c.max_position_notional < math.inf:
-        rules.append(PositionLimitRule(fx, manager.ledger, max_qty=c.max_position_qty, max_notional=c.max_position_notional))
+        rules.append(
+            PositionLimitRule(
+                fx, manager.ledger, max_qty=c.max_position_qty, max_notional=c.max_position_notional
+            )
+        )
     # margin reads the account once; exposure and sizing then take equity from it
     if c.margin_free_fraction is not None or c.margin_level_min_pct is not None:
         rules.append(MarginRule(fx, free_fraction=c.margin_free_fraction, min_level=c.margin_level_min_pct))
     if c.max_gross_exposure < math.inf or c.max_leverage < math.inf:
-        rules.append(ExposureRule(fx, manager.ledger, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage))
+        rules.append(
+            ExposureRule(fx, manager.ledger, max_gross=c.max_gross_exposure, max_leverage=c.max_leverage)
+        )
     if c.max_open_positions is not None:
         rules.append(OpenPositionsRule(manager, max_open=c.max_open_positions))
     if c.risk_per_trade_pct is not None:
@@ -178,7 +270,9 @@ def build_rules(config: RiskConfig, plugin_rules: list[Rule] | None, manager: Ri
     if manager.loss.enabled:
         rules.append(LossLimitRule(manager))
     if c.stop_cooldown_bars or c.stop_cooldown_minutes or c.stop_lock_count:
-        rules.append(CooldownRule(manager, bars=c.stop_cooldown_bars, ms=int(c.stop_cooldown_minutes * 60_000)))
+        rules.append(
+            CooldownRule(manager, bars=c.stop_cooldown_bars, ms=int(c.stop_cooldown_minutes * 60_000))
+        )
     rules.extend(plugin_rules or [])
     ledger = manager.ledger if manager.uses_ledger else None
     if rate is not None or ledger is not None:
@@ -236,9 +330,13 @@ class RiskManager:
             self.loss.lock = None
             self._dirty = True
         was = self.uses_ledger
-        self.uses_ledger = (c.max_position_qty < math.inf or c.max_position_notional < math.inf
-                            or c.max_gross_exposure < math.inf or c.max_leverage < math.inf
-                            or c.max_open_positions is not None)
+        self.uses_ledger = (
+            c.max_position_qty < math.inf
+            or c.max_position_notional < math.inf
+            or c.max_gross_exposure < math.inf
+            or c.max_leverage < math.inf
+            or c.max_open_positions is not None
+        )
         if not self.uses_ledger:
             self.ledger.clear()
         elif not was:  # switched on at run time: the orders already working count from now on
@@ -250,7 +348,9 @@ class RiskManager:
         reg = self.kernel.plugins.registry
         missing = [n for n in c.notifiers if not reg.has("notifier", n)]
         if missing:
-            raise ConfigError("risk.notifiers", f"unknown notifier(s) {missing} (known: {reg.names('notifier')})")
+            raise ConfigError(
+                "risk.notifiers", f"unknown notifier(s) {missing} (known: {reg.names('notifier')})"
+            )
         self._notifiers = None
 
     # -- what the kernel calls --------------------------------------------------------------------
@@ -284,9 +384,16 @@ class RiskManager:
                 st.locked_until = until
             else:
                 self.cooldowns.global_until = until
-            self._warn({"event": "locked", "scope": scope, "until": until, "stop_losses": c.stop_lock_count,
-                        "message": f"{c.stop_lock_count} stop-losses within {c.stop_lock_window_minutes:g} min: "
-                                   f"entries on {scope} locked for {c.stop_lock_minutes:g} min"})
+            self._warn(
+                {
+                    "event": "locked",
+                    "scope": scope,
+                    "until": until,
+                    "stop_losses": c.stop_lock_count,
+                    "message": f"{c.stop_lock_count} stop-losses within {c.stop_lock_window_minutes:g} min: "
+                    f"entries on {scope} locked for {c.stop_lock_minutes:g} min",
+                }
+            )
 
     def on_bar(self, bar: Bar) -> None:
         """Count the bar for cooldowns, mark the portfolio and check the loss limits: O(1)."""
@@ -311,8 +418,11 @@ class RiskManager:
         if loop.time() >= self._next_spec_refresh:  # venue specs rarely change; re-read them every minute
             self._next_spec_refresh = loop.time() + 60.0
             self.facts.clear_specs()
-        if (self.config.max_open_positions is not None and k._broker is not None
-                and loop.time() >= self._next_positions_read):
+        if (
+            self.config.max_open_positions is not None
+            and k._broker is not None
+            and loop.time() >= self._next_positions_read
+        ):
             self._next_positions_read = loop.time() + self.config.broker_positions_refresh_s
             await self.refresh_broker_positions()
         if self._store_events and k.store is not None:
@@ -335,8 +445,13 @@ class RiskManager:
 
     def snapshot(self) -> dict[str, Any]:
         k = self.kernel
-        return {"trading_state": k.trading_state.value, "state_reason": k.state_reason,
-                "halt_kind": self.halt_kind, "loss": self.loss.to_dict(), "cooldowns": self.cooldowns.to_dict()}
+        return {
+            "trading_state": k.trading_state.value,
+            "state_reason": k.state_reason,
+            "halt_kind": self.halt_kind,
+            "loss": self.loss.to_dict(),
+            "cooldowns": self.cooldowns.to_dict(),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Adopt a snapshot (the kernel has already restored ``trading_state`` from the same table)."""
@@ -357,7 +472,9 @@ class RiskManager:
         for order in self.kernel.orders.values():
             r = order.request
             if order.status.is_open and not r.reduce_only:
-                price = r.limit_price or r.stop_price or order.avg_fill_price or self.kernel.last_price(r.symbol)
+                price = (
+                    r.limit_price or r.stop_price or order.avg_fill_price or self.kernel.last_price(r.symbol)
+                )
                 self.ledger.add(r, price or 0.0)
                 self.ledger.filled(r, order.filled_qty)
                 e = self.ledger.entries.get(id(r))
@@ -371,8 +488,13 @@ class RiskManager:
     def describe(self) -> dict[str, Any]:
         """Limits and live state, for ``stratkernel risk show`` and the API."""
         eq = self.equity()
-        return {"limits": self.config.model_dump(mode="json"), "state": self.snapshot(),
-                "losses": self.loss.losses(eq), "equity": eq, "broker_open_positions": sorted(self.broker_symbols)}
+        return {
+            "limits": self.config.model_dump(mode="json"),
+            "state": self.snapshot(),
+            "losses": self.loss.losses(eq),
+            "equity": eq,
+            "broker_open_positions": sorted(self.broker_symbols),
+        }
 
     # -- helpers for rules and strategies ---------------------------------------------------------
     def equity(self) -> float:
@@ -386,21 +508,39 @@ class RiskManager:
         """``loss_limit`` while a loss limit holds (an API resume of it needs the admin role), else ''."""
         return "loss_limit" if self.loss.lock is not None else ""
 
-    def position_size(self, entry: float, stop: float, *, risk_pct: float | None = None,
-                      kelly: float | None = None, symbol: str | None = None) -> float:
+    def position_size(
+        self,
+        entry: float,
+        stop: float,
+        *,
+        risk_pct: float | None = None,
+        kelly: float | None = None,
+        symbol: str | None = None,
+    ) -> float:
         """Quantity risking ``risk_pct`` (default: ``risk_per_trade_pct``, else 1) % of current equity."""
         pct = risk_pct if risk_pct is not None else (self.config.risk_per_trade_pct or 1.0)
         spec = self.kernel.symbol_spec(symbol) if symbol else None
-        return position_size(self.equity(), entry, stop, pct, kelly=kelly,
-                             contract_size=spec.contract_size if spec else 1.0, qty_step=spec.qty_step if spec else 0.0)
+        return position_size(
+            self.equity(),
+            entry,
+            stop,
+            pct,
+            kelly=kelly,
+            contract_size=spec.contract_size if spec else 1.0,
+            qty_step=spec.qty_step if spec else 0.0,
+        )
 
     kelly_fraction = staticmethod(kelly_fraction)
 
-    async def kill_switch(self, reason: str, *, source: str = "operator", flatten: bool | None = None) -> None:
+    async def kill_switch(
+        self, reason: str, *, source: str = "operator", flatten: bool | None = None
+    ) -> None:
         """Halt; with ``flatten`` (default: ``halt_flattens``) close every position first (REDUCING → HALTED)."""
         k = self.kernel
         if flatten if flatten is not None else self.config.halt_flattens:
-            await k.set_trading_state(TradingState.REDUCING, f"kill switch, flattening: {reason}", source=source)
+            await k.set_trading_state(
+                TradingState.REDUCING, f"kill switch, flattening: {reason}", source=source
+            )
             await k.flatten(source=source)
         await k.set_trading_state(TradingState.HALTED, reason, source=source)
 
@@ -434,9 +574,18 @@ class RiskManager:
                 self._trip(now, metric, value, limit, eq)
                 return
             self._dirty = True
-            self._warn({"event": "loss_warning", "metric": metric, "level": level, "loss": value, "limit": limit,
-                        "equity": eq, "message": f"{metric} at {level * 100:.0f}% of its limit "
-                                                 f"({value * 100:.3g}% of {limit * 100:g}%)"})
+            self._warn(
+                {
+                    "event": "loss_warning",
+                    "metric": metric,
+                    "level": level,
+                    "loss": value,
+                    "limit": limit,
+                    "equity": eq,
+                    "message": f"{metric} at {level * 100:.0f}% of its limit "
+                    f"({value * 100:.3g}% of {limit * 100:g}%)",
+                }
+            )
 
     def _trip(self, now: int, metric: str, value: float, limit: float, equity: float) -> None:
         c = self.config
@@ -448,8 +597,19 @@ class RiskManager:
         reason = f"{metric} {value * 100:.3g}% reached its limit {limit * 100:g}% (equity {equity:.2f})"
         self.loss.lock = LossLock(metric, reason, now, until, value, limit)
         state = TradingState.HALTED if c.loss_action == "halt" else TradingState.REDUCING
-        self._set_state(state, reason, {"metric": metric, "loss": value, "limit": limit, "equity": equity,
-                                        "until": until, "recovery": c.loss_recovery, "halt_kind": "loss_limit"})
+        self._set_state(
+            state,
+            reason,
+            {
+                "metric": metric,
+                "loss": value,
+                "limit": limit,
+                "equity": equity,
+                "until": until,
+                "recovery": c.loss_recovery,
+                "halt_kind": "loss_limit",
+            },
+        )
         if c.loss_flatten and self.kernel.mode == "live":
             self._flatten_pending = True  # awaited in tick(); a backtest has no tick and does not flatten
 
@@ -489,7 +649,9 @@ class RiskManager:
         self._owned_state = (state, reason)
         self._dirty = True
         log.warning("trading state %s -> %s: %s", old.value, state.value, reason)
-        self._record("risk_state", {"from": old.value, "to": state.value, "reason": reason, "source": "risk", **data})
+        self._record(
+            "risk_state", {"from": old.value, "to": state.value, "reason": reason, "source": "risk", **data}
+        )
 
     def _warn(self, data: dict[str, Any]) -> None:
         self._record("risk_warning", data)

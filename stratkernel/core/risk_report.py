@@ -20,14 +20,20 @@ def state_lines(state: dict[str, Any]) -> list[str]:
     """The loss-limit baselines, peak and lock, and the cooldowns and locks per symbol."""
     out: list[str] = []
     if state.get("halt_kind"):
-        out.append(f"  halt kind: {state['halt_kind']} (resuming it needs the operator/admin unless a recovery "
-                   "condition is configured)")
+        out.append(
+            f"  halt kind: {state['halt_kind']} (resuming it needs the operator/admin unless a recovery "
+            "condition is configured)"
+        )
     loss = state.get("loss") or {}
     if loss:
-        out.append(f"  day baseline: {_money(loss.get('day_base'))} since {_when(loss.get('day_start'))}, "
-                   f"next day at {_when(loss.get('next_day'))}")
-        out.append(f"  week baseline: {_money(loss.get('week_base'))} since {_when(loss.get('week_start'))}, "
-                   f"next week at {_when(loss.get('next_week'))}")
+        out.append(
+            f"  day baseline: {_money(loss.get('day_base'))} since {_when(loss.get('day_start'))}, "
+            f"next day at {_when(loss.get('next_day'))}"
+        )
+        out.append(
+            f"  week baseline: {_money(loss.get('week_base'))} since {_when(loss.get('week_start'))}, "
+            f"next week at {_when(loss.get('next_week'))}"
+        )
         out.append(f"  equity peak: {_money(loss.get('peak'))}")
         for metric, level in sorted((loss.get("warned") or {}).items()):
             out.append(f"  warned: {metric} at {float(level) * 100:.0f}% of its limit")
@@ -43,7 +49,10 @@ def state_lines(state: dict[str, Any]) -> list[str]:
         if st.get("locked_until"):
             line += f", locked until {_when(st['locked_until'])}"
         out.append(line)
-    other = {k: v for k, v in state.items()
-             if k not in ("trading_state", "state_reason", "halt_kind", "loss", "cooldowns")}
+    other = {
+        k: v
+        for k, v in state.items()
+        if k not in ("trading_state", "state_reason", "halt_kind", "loss", "cooldowns")
+    }
     out.extend(f"  {k}: {v}" for k, v in other.items())
     return out

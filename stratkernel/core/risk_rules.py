@@ -50,8 +50,20 @@ class OrderFacts:
     matters (anything but its stop-loss/take-profit). Account values are computed lazily.
     """
 
-    __slots__ = ("_account", "_cache", "_equity", "_gross", "_spec", "_spec_done", "entry", "net", "now", "opening",
-                 "req", "view")
+    __slots__ = (
+        "_account",
+        "_cache",
+        "_equity",
+        "_gross",
+        "_spec",
+        "_spec_done",
+        "entry",
+        "net",
+        "now",
+        "opening",
+        "req",
+        "view",
+    )
 
     def __init__(self, req: OrderRequest, view: GateView, cache: FactsCache) -> None:
         self._cache = cache
@@ -74,9 +86,16 @@ class OrderFacts:
 
     def same_order(self, req: OrderRequest) -> bool:
         r = self.req
-        return (r.symbol == req.symbol and r.side is req.side and r.qty == req.qty and r.type is req.type
-                and r.limit_price == req.limit_price and r.stop_price == req.stop_price
-                and r.reduce_only == req.reduce_only and r.strategy == req.strategy)
+        return (
+            r.symbol == req.symbol
+            and r.side is req.side
+            and r.qty == req.qty
+            and r.type is req.type
+            and r.limit_price == req.limit_price
+            and r.stop_price == req.stop_price
+            and r.reduce_only == req.reduce_only
+            and r.strategy == req.strategy
+        )
 
     def spec(self) -> SymbolSpec | None:
         if not self._spec_done:
@@ -189,10 +208,17 @@ class ValidateRule:
     def check(self, req: OrderRequest, view: GateView) -> Decision | None:
         if not view.known_symbol(req.symbol):
             return deny(req, self.name, "unknown_symbol", f"unknown symbol {req.symbol!r}", symbol=req.symbol)
-        for fname, v in (("qty", req.qty), ("limit_price", req.limit_price), ("stop_price", req.stop_price),
-                         ("stop_loss", req.stop_loss), ("take_profit", req.take_profit)):
+        for fname, v in (
+            ("qty", req.qty),
+            ("limit_price", req.limit_price),
+            ("stop_price", req.stop_price),
+            ("stop_loss", req.stop_loss),
+            ("take_profit", req.take_profit),
+        ):
             if v is not None and not (v > 0 and v < math.inf):  # also refuses NaN
-                return deny(req, self.name, "invalid_number", f"{fname} must be finite and > 0", field=fname, value=v)
+                return deny(
+                    req, self.name, "invalid_number", f"{fname} must be finite and > 0", field=fname, value=v
+                )
         if req.type is OrderType.LIMIT and req.limit_price is None:
             return deny(req, self.name, "invalid_order", "a limit order needs limit_price")
         if req.type is OrderType.STOP and req.stop_price is None:
@@ -200,18 +226,38 @@ class ValidateRule:
         spec = self.facts.get(req, view).spec()
         if spec is not None:
             if spec.min_qty and req.qty < spec.min_qty - 1e-12:
-                return deny(req, self.name, "below_min_qty", f"qty {req.qty} < venue minimum {spec.min_qty}",
-                            qty=req.qty, min_qty=spec.min_qty)
+                return deny(
+                    req,
+                    self.name,
+                    "below_min_qty",
+                    f"qty {req.qty} < venue minimum {spec.min_qty}",
+                    qty=req.qty,
+                    min_qty=spec.min_qty,
+                )
             if spec.qty_step:
                 steps = req.qty / spec.qty_step
                 if abs(steps - round(steps)) > 1e-6:
-                    return deny(req, self.name, "qty_step", f"qty {req.qty} is not a multiple of {spec.qty_step}",
-                                qty=req.qty, step=spec.qty_step)
+                    return deny(
+                        req,
+                        self.name,
+                        "qty_step",
+                        f"qty {req.qty} is not a multiple of {spec.qty_step}",
+                        qty=req.qty,
+                        step=spec.qty_step,
+                    )
         return None
 
 
-def position_size(equity: float, entry: float, stop: float, risk_pct: float, *, contract_size: float = 1.0,
-                  kelly: float | None = None, qty_step: float = 0.0) -> float:
+def position_size(
+    equity: float,
+    entry: float,
+    stop: float,
+    risk_pct: float,
+    *,
+    contract_size: float = 1.0,
+    kelly: float | None = None,
+    qty_step: float = 0.0,
+) -> float:
     """Quantity that loses at most ``risk_pct`` % of ``equity`` if the stop is hit.
 
     ``kelly`` (a fraction from :func:`kelly_fraction`, e.g. half-Kelly) caps the risked percentage:
@@ -268,16 +314,26 @@ class StopLossRule:
         if req.stop_loss is None:
             if self.default == "none":
                 if self.required:
-                    return deny(req, self.name, "stop_loss_missing", "an opening order must carry a stop_loss")
+                    return deny(
+                        req, self.name, "stop_loss_missing", "an opening order must carry a stop_loss"
+                    )
                 return self._check_tp(req, entry)
             if entry is None:
-                return deny(req, self.name, "stop_loss_missing",
-                            "no stop_loss given and no price to place the default stop from")
+                return deny(
+                    req,
+                    self.name,
+                    "stop_loss_missing",
+                    "no stop_loss given and no price to place the default stop from",
+                )
             if self.default == "atr":
                 atr = view.indicator_value(req.symbol, "atr", self.atr_period)
                 if atr is None or not atr > 0:
-                    return deny(req, self.name, "stop_loss_missing",
-                                f"no stop_loss given and ATR({self.atr_period}) is not available yet")
+                    return deny(
+                        req,
+                        self.name,
+                        "stop_loss_missing",
+                        f"no stop_loss given and ATR({self.atr_period}) is not available yet",
+                    )
                 distance = atr * self.atr_multiple
             else:
                 distance = self.fixed_distance
@@ -286,29 +342,59 @@ class StopLossRule:
                 distance = spec.min_stop_distance
             stop = entry - distance if req.side is Side.BUY else entry + distance
             if not stop > 0:
-                return deny(req, self.name, "stop_loss_missing",
-                            f"the default stop ({self.default}, distance {distance}) would be at {stop}",
-                            entry=entry, distance=distance)
+                return deny(
+                    req,
+                    self.name,
+                    "stop_loss_missing",
+                    f"the default stop ({self.default}, distance {distance}) would be at {stop}",
+                    entry=entry,
+                    distance=distance,
+                )
             req = req.with_(stop_loss=stop)
             f.req = req
-            amended = Decision(True, "default_stop", f"attached default stop_loss {stop:.8g}", req, self.name,
-                               {"stop_loss": stop, "distance": distance, "mode": self.default})
+            amended = Decision(
+                True,
+                "default_stop",
+                f"attached default stop_loss {stop:.8g}",
+                req,
+                self.name,
+                {"stop_loss": stop, "distance": distance, "mode": self.default},
+            )
         if entry is None:
             return amended
         sl = req.stop_loss
         assert sl is not None
         if req.side is Side.BUY:
             if sl >= entry:
-                return deny(req, self.name, "stop_loss_wrong_side", f"buy stop_loss {sl} must be below entry {entry}",
-                            stop_loss=sl, entry=entry)
+                return deny(
+                    req,
+                    self.name,
+                    "stop_loss_wrong_side",
+                    f"buy stop_loss {sl} must be below entry {entry}",
+                    stop_loss=sl,
+                    entry=entry,
+                )
         elif sl <= entry:
-            return deny(req, self.name, "stop_loss_wrong_side", f"sell stop_loss {sl} must be above entry {entry}",
-                        stop_loss=sl, entry=entry)
+            return deny(
+                req,
+                self.name,
+                "stop_loss_wrong_side",
+                f"sell stop_loss {sl} must be above entry {entry}",
+                stop_loss=sl,
+                entry=entry,
+            )
         spec = f.spec()
         if spec is not None and spec.min_stop_distance and abs(entry - sl) < spec.min_stop_distance - 1e-12:
-            return deny(req, self.name, "stop_loss_too_close",
-                        f"stop_loss {sl} is {abs(entry - sl):.8g} from entry {entry}; the broker's minimum is "
-                        f"{spec.min_stop_distance}", stop_loss=sl, entry=entry, min_distance=spec.min_stop_distance)
+            return deny(
+                req,
+                self.name,
+                "stop_loss_too_close",
+                f"stop_loss {sl} is {abs(entry - sl):.8g} from entry {entry}; the broker's minimum is "
+                f"{spec.min_stop_distance}",
+                stop_loss=sl,
+                entry=entry,
+                min_distance=spec.min_stop_distance,
+            )
         return self._check_tp(req, entry) or amended
 
     def _check_tp(self, req: OrderRequest, entry: float | None) -> Decision | None:
@@ -316,11 +402,23 @@ class StopLossRule:
         if tp is None or entry is None:
             return None
         if req.side is Side.BUY and tp <= entry:
-            return deny(req, self.name, "take_profit_wrong_side", f"buy take_profit {tp} must be above entry {entry}",
-                        take_profit=tp, entry=entry)
+            return deny(
+                req,
+                self.name,
+                "take_profit_wrong_side",
+                f"buy take_profit {tp} must be above entry {entry}",
+                take_profit=tp,
+                entry=entry,
+            )
         if req.side is Side.SELL and tp >= entry:
-            return deny(req, self.name, "take_profit_wrong_side", f"sell take_profit {tp} must be below entry {entry}",
-                        take_profit=tp, entry=entry)
+            return deny(
+                req,
+                self.name,
+                "take_profit_wrong_side",
+                f"sell take_profit {tp} must be below entry {entry}",
+                take_profit=tp,
+                entry=entry,
+            )
         return None
 
 
@@ -343,16 +441,29 @@ class OrderSizeRule:
         if not f.opening:
             return None
         if req.qty > self.max_qty:
-            return deny(req, self.name, "max_order_qty", f"qty {req.qty} exceeds the maximum {self.max_qty}",
-                        qty=req.qty, limit=self.max_qty)
+            return deny(
+                req,
+                self.name,
+                "max_order_qty",
+                f"qty {req.qty} exceeds the maximum {self.max_qty}",
+                qty=req.qty,
+                limit=self.max_qty,
+            )
         price = f.entry
         if price is None:
-            return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the order's notional")
+            return deny(
+                req, self.name, "no_price", f"no price for {req.symbol} to value the order's notional"
+            )
         notional = req.qty * price * f.contract_size()
         if notional > self.max_notional:
-            return deny(req, self.name, "max_order_notional",
-                        f"notional {notional:.2f} exceeds the maximum {self.max_notional}",
-                        notional=notional, limit=self.max_notional)
+            return deny(
+                req,
+                self.name,
+                "max_order_notional",
+                f"notional {notional:.2f} exceeds the maximum {self.max_notional}",
+                notional=notional,
+                limit=self.max_notional,
+            )
         return None
 
 
@@ -374,26 +485,42 @@ class PriceCollarRule:
                 return None
             ts = view.last_quote_ms(req.symbol)
             if ts is None:
-                return deny(req, self.name, "no_price", f"no quote for {req.symbol} yet: market order refused")
+                return deny(
+                    req, self.name, "no_price", f"no quote for {req.symbol} yet: market order refused"
+                )
             age = self.facts.get(req, view).now - ts
             if age > self.stale_ms:
-                return deny(req, self.name, "stale_quote",
-                            f"last quote for {req.symbol} is {age / 1000:.1f}s old (limit {self.stale_ms / 1000:g}s)",
-                            age_ms=age, limit_ms=self.stale_ms)
+                return deny(
+                    req,
+                    self.name,
+                    "stale_quote",
+                    f"last quote for {req.symbol} is {age / 1000:.1f}s old (limit {self.stale_ms / 1000:g}s)",
+                    age_ms=age,
+                    limit_ms=self.stale_ms,
+                )
             return None
         if self.max_deviation is None:
             return None
         last = view.last_price(req.symbol)
         if last is None:
-            return deny(req, self.name, "no_price", f"no last price for {req.symbol} to check the order price")
+            return deny(
+                req, self.name, "no_price", f"no last price for {req.symbol} to check the order price"
+            )
         price = req.limit_price if req.type is OrderType.LIMIT else req.stop_price
         assert price is not None
         dev = abs(price - last) / last
         if dev > self.max_deviation:
-            return deny(req, self.name, "price_collar",
-                        f"{req.type.value} price {price} is {dev * 100:.2f}% from the last price {last} "
-                        f"(limit {self.max_deviation * 100:g}%)", price=price, last=last, deviation=dev,
-                        limit=self.max_deviation)
+            return deny(
+                req,
+                self.name,
+                "price_collar",
+                f"{req.type.value} price {price} is {dev * 100:.2f}% from the last price {last} "
+                f"(limit {self.max_deviation * 100:g}%)",
+                price=price,
+                last=last,
+                deviation=dev,
+                limit=self.max_deviation,
+            )
         return None
 
 
@@ -430,9 +557,14 @@ class RateRule:
         if self.dup_window_ms:
             last = st.recent.get(_fingerprint(req, key))
             if last is not None and now - last < self.dup_window_ms:
-                return deny(req, self.name, "duplicate_order",
-                            f"same order from {key} {now - last} ms ago (guard {self.dup_window_ms} ms)",
-                            key=key, since_ms=now - last)
+                return deny(
+                    req,
+                    self.name,
+                    "duplicate_order",
+                    f"same order from {key} {now - last} ms ago (guard {self.dup_window_ms} ms)",
+                    key=key,
+                    since_ms=now - last,
+                )
         ps, pm = self.per_second, self.per_minute
         if ps is not None or pm is not None:
             window = st.by_key.get(key)
@@ -445,15 +577,30 @@ class RateRule:
             return self._limit(req, "total", st.total.counts(now), ps, pm)
         return None
 
-    def _limit(self, req: OrderRequest, scope: str, counts: tuple[int, int], ps: int | None,
-               pm: int | None) -> Decision | None:
+    def _limit(
+        self, req: OrderRequest, scope: str, counts: tuple[int, int], ps: int | None, pm: int | None
+    ) -> Decision | None:
         sec, minute = counts
         if ps is not None and sec >= ps:
-            return deny(req, self.name, "rate_per_second", f"{scope}: {sec} orders in the last second (max {ps})",
-                        scope=scope, count=sec, limit=ps)
+            return deny(
+                req,
+                self.name,
+                "rate_per_second",
+                f"{scope}: {sec} orders in the last second (max {ps})",
+                scope=scope,
+                count=sec,
+                limit=ps,
+            )
         if pm is not None and minute >= pm:
-            return deny(req, self.name, "rate_per_minute", f"{scope}: {minute} orders in the last minute (max {pm})",
-                        scope=scope, count=minute, limit=pm)
+            return deny(
+                req,
+                self.name,
+                "rate_per_minute",
+                f"{scope}: {minute} orders in the last minute (max {pm})",
+                scope=scope,
+                count=minute,
+                limit=pm,
+            )
         return None
 
 
@@ -512,18 +659,31 @@ class PositionLimitRule:
         pending = self.ledger.pending(req.symbol, buy)
         after = max(net, 0.0) + pending + req.qty if buy else min(net, 0.0) - pending - req.qty
         if abs(after) > self.max_qty + 1e-12:
-            return deny(req, self.name, "max_position", f"position in {req.symbol} could reach {after:g} "
-                        f"(max {self.max_qty:g}) counting {pending:g} in working orders", position=net,
-                        pending=pending, after=after, limit=self.max_qty)
+            return deny(
+                req,
+                self.name,
+                "max_position",
+                f"position in {req.symbol} could reach {after:g} "
+                f"(max {self.max_qty:g}) counting {pending:g} in working orders",
+                position=net,
+                pending=pending,
+                after=after,
+                limit=self.max_qty,
+            )
         if self.max_notional < math.inf:
             price = f.entry
             if price is None:
                 return deny(req, self.name, "no_price", f"no price for {req.symbol} to value the position")
             value = abs(after) * price * f.contract_size()
             if value > self.max_notional:
-                return deny(req, self.name, "max_position_notional",
-                            f"position value in {req.symbol} would be {value:.2f} (max {self.max_notional:g})",
-                            value=value, limit=self.max_notional)
+                return deny(
+                    req,
+                    self.name,
+                    "max_position_notional",
+                    f"position value in {req.symbol} would be {value:.2f} (max {self.max_notional:g})",
+                    value=value,
+                    limit=self.max_notional,
+                )
         return None
 
 
@@ -552,14 +712,28 @@ class ExposureRule:
         # filled exposure, plus every working entry (at its price when approved), plus this order
         gross = f.gross() + self.ledger.notional + (abs(after) - abs(net)) * price * f.contract_size()
         if gross > self.max_gross:
-            return deny(req, self.name, "max_gross_exposure", f"gross exposure would be {gross:.2f} "
-                        f"(max {self.max_gross:g})", gross=gross, limit=self.max_gross)
+            return deny(
+                req,
+                self.name,
+                "max_gross_exposure",
+                f"gross exposure would be {gross:.2f} (max {self.max_gross:g})",
+                gross=gross,
+                limit=self.max_gross,
+            )
         if self.max_leverage < math.inf:
             equity = f.equity()
             lev = math.inf if equity <= 0 else gross / equity
             if lev > self.max_leverage:
-                return deny(req, self.name, "max_leverage", f"leverage would be {lev:.2f}x (max {self.max_leverage:g}x)",
-                            leverage=lev, gross=gross, equity=equity, limit=self.max_leverage)
+                return deny(
+                    req,
+                    self.name,
+                    "max_leverage",
+                    f"leverage would be {lev:.2f}x (max {self.max_leverage:g}x)",
+                    leverage=lev,
+                    gross=gross,
+                    equity=equity,
+                    limit=self.max_leverage,
+                )
         return None
 
 
@@ -585,11 +759,18 @@ class OpenPositionsRule:
         if abs(f.net) > 1e-12 or sym in m.broker_symbols or sym in pending:
             return None  # adds to a symbol that is already open (or being opened): no new position
         count = max(m.facts.open_positions(view), len(m.broker_symbols))
-        count += sum(1 for s in pending if s not in m.broker_symbols and abs(m.facts.net_qty(s, view)) <= 1e-12)
+        count += sum(
+            1 for s in pending if s not in m.broker_symbols and abs(m.facts.net_qty(s, view)) <= 1e-12
+        )
         if count >= self.max_open:
-            return deny(req, self.name, "max_open_positions",
-                        f"{count} positions are open (max {self.max_open}); {sym} would open another",
-                        open=count, limit=self.max_open)
+            return deny(
+                req,
+                self.name,
+                "max_open_positions",
+                f"{count} positions are open (max {self.max_open}); {sym} would open another",
+                open=count,
+                limit=self.max_open,
+            )
         return None
 
 
@@ -610,13 +791,23 @@ class RiskPerTradeRule:
             return None
         entry = f.entry
         if req.stop_loss is None or entry is None:
-            return deny(req, self.name, "risk_unknown", "cannot size the risk without a stop_loss and a price")
+            return deny(
+                req, self.name, "risk_unknown", "cannot size the risk without a stop_loss and a price"
+            )
         risk = req.qty * abs(entry - req.stop_loss) * f.contract_size()
         equity = f.equity()
         allowed = equity * self.max_pct / 100.0
         if risk > allowed + 1e-9:
-            return deny(req, self.name, "risk_per_trade", f"the order risks {risk:.2f} at its stop, more than "
-                        f"{self.max_pct:g}% of equity ({allowed:.2f})", risk=risk, allowed=allowed, equity=equity)
+            return deny(
+                req,
+                self.name,
+                "risk_per_trade",
+                f"the order risks {risk:.2f} at its stop, more than "
+                f"{self.max_pct:g}% of equity ({allowed:.2f})",
+                risk=risk,
+                allowed=allowed,
+                equity=equity,
+            )
         return None
 
 
@@ -645,15 +836,27 @@ class MarginRule:
         required = req.qty * price * cs * rate
         acct = f.account()
         if self.free_fraction is not None and required > acct.free_margin * self.free_fraction:
-            return deny(req, self.name, "margin_insufficient",
-                        f"required margin {required:.2f} exceeds {self.free_fraction * 100:g}% of free margin "
-                        f"{acct.free_margin:.2f}", required=required, free_margin=acct.free_margin)
+            return deny(
+                req,
+                self.name,
+                "margin_insufficient",
+                f"required margin {required:.2f} exceeds {self.free_fraction * 100:g}% of free margin "
+                f"{acct.free_margin:.2f}",
+                required=required,
+                free_margin=acct.free_margin,
+            )
         if self.min_level is not None:
             used = acct.margin_used + required
             level = math.inf if used <= 0 else acct.equity / used * 100.0
             if level < self.min_level:
-                return deny(req, self.name, "margin_level", f"margin level would fall to {level:.1f}% "
-                            f"(minimum {self.min_level:g}%)", level=level, limit=self.min_level)
+                return deny(
+                    req,
+                    self.name,
+                    "margin_level",
+                    f"margin level would fall to {level:.1f}% (minimum {self.min_level:g}%)",
+                    level=level,
+                    limit=self.min_level,
+                )
         return None
 
 
@@ -679,8 +882,16 @@ class LossLimitRule:
         lock = m.check_loss_now(f.now, f.equity())
         if lock is None:
             return None
-        return deny(req, self.name, "loss_limit", f"loss limit holds: {lock.reason}", metric=lock.metric,
-                    loss=lock.loss, limit=lock.limit, until=lock.until)
+        return deny(
+            req,
+            self.name,
+            "loss_limit",
+            f"loss limit holds: {lock.reason}",
+            metric=lock.metric,
+            loss=lock.loss,
+            limit=lock.limit,
+            until=lock.until,
+        )
 
 
 @dataclass
@@ -705,18 +916,43 @@ class CooldownRule:
         if (st is None and cd.global_until <= now) or not f.opening:
             return None
         if cd.global_until > now:
-            return deny(req, self.name, "locked", f"all entries locked after repeated stop-losses for another "
-                        f"{(cd.global_until - now) / 60000:.1f} min", until=cd.global_until)
+            return deny(
+                req,
+                self.name,
+                "locked",
+                f"all entries locked after repeated stop-losses for another "
+                f"{(cd.global_until - now) / 60000:.1f} min",
+                until=cd.global_until,
+            )
         assert st is not None
         if st.locked_until > now:
-            return deny(req, self.name, "symbol_locked", f"{req.symbol} locked after repeated stop-losses for "
-                        f"another {(st.locked_until - now) / 60000:.1f} min", until=st.locked_until)
+            return deny(
+                req,
+                self.name,
+                "symbol_locked",
+                f"{req.symbol} locked after repeated stop-losses for "
+                f"another {(st.locked_until - now) / 60000:.1f} min",
+                until=st.locked_until,
+            )
         if self.bars and st.last_bar >= 0:
             since = cd.bars.get(req.symbol, 0) - st.last_bar
             if since < self.bars:
-                return deny(req, self.name, "cooldown", f"{req.symbol}: stop-loss hit {since} bars ago "
-                            f"(cooldown {self.bars} bars)", bars_since=since, limit_bars=self.bars)
+                return deny(
+                    req,
+                    self.name,
+                    "cooldown",
+                    f"{req.symbol}: stop-loss hit {since} bars ago (cooldown {self.bars} bars)",
+                    bars_since=since,
+                    limit_bars=self.bars,
+                )
         if self.ms and st.last_ts and now - st.last_ts < self.ms:
-            return deny(req, self.name, "cooldown", f"{req.symbol}: stop-loss hit {(now - st.last_ts) / 60000:.1f} min "
-                        f"ago (cooldown {self.ms / 60000:g} min)", since_ms=now - st.last_ts, limit_ms=self.ms)
+            return deny(
+                req,
+                self.name,
+                "cooldown",
+                f"{req.symbol}: stop-loss hit {(now - st.last_ts) / 60000:.1f} min "
+                f"ago (cooldown {self.ms / 60000:g} min)",
+                since_ms=now - st.last_ts,
+                limit_ms=self.ms,
+            )
         return None

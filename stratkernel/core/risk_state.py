@@ -47,13 +47,25 @@ class LossLock:
     limit: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "reason": self.reason, "since": self.since, "until": self.until,
-                "loss": self.loss, "limit": self.limit}
+        return {
+            "metric": self.metric,
+            "reason": self.reason,
+            "since": self.since,
+            "until": self.until,
+            "loss": self.loss,
+            "limit": self.limit,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LossLock:
-        return cls(str(d["metric"]), str(d["reason"]), int(d["since"]),
-                   None if d.get("until") is None else int(d["until"]), float(d["loss"]), float(d["limit"]))
+        return cls(
+            str(d["metric"]),
+            str(d["reason"]),
+            int(d["since"]),
+            None if d.get("until") is None else int(d["until"]),
+            float(d["loss"]),
+            float(d["limit"]),
+        )
 
 
 @dataclass(slots=True)
@@ -85,14 +97,22 @@ class LossTracker:
 
     def quiet(self, now_ms: int, equity: float) -> bool:
         """True when nothing can have changed: no boundary passed, no new peak, no level crossed."""
-        return (self.lock is None and now_ms < self.next_day and now_ms < self.next_week
-                and self.peak is not None and equity <= self.peak and equity > self.floor)
+        return (
+            self.lock is None
+            and now_ms < self.next_day
+            and now_ms < self.next_week
+            and self.peak is not None
+            and equity <= self.peak
+            and equity > self.floor
+        )
 
     def update_floor(self) -> None:
         floor = -math.inf
-        for metric, limit, base in (("daily_loss", self.daily, self.day_base),
-                                    ("weekly_loss", self.weekly, self.week_base),
-                                    ("drawdown", self.drawdown, self.peak)):
+        for metric, limit, base in (
+            ("daily_loss", self.daily, self.day_base),
+            ("weekly_loss", self.weekly, self.week_base),
+            ("drawdown", self.drawdown, self.peak),
+        ):
             if limit is None or not base:
                 continue
             done = self.warned.get(metric, 0.0)
@@ -139,9 +159,11 @@ class LossTracker:
     def crossings(self, equity: float) -> list[tuple[str, str, float, float, float]]:
         """(kind, metric, level, loss, limit) for every warning level or limit newly crossed."""
         out: list[tuple[str, str, float, float, float]] = []
-        for metric, limit, base in (("daily_loss", self.daily, self.day_base),
-                                    ("weekly_loss", self.weekly, self.week_base),
-                                    ("drawdown", self.drawdown, self.peak)):
+        for metric, limit, base in (
+            ("daily_loss", self.daily, self.day_base),
+            ("weekly_loss", self.weekly, self.week_base),
+            ("drawdown", self.drawdown, self.peak),
+        ):
             if limit is None or not base:
                 continue
             loss = (base - equity) / base
@@ -166,10 +188,17 @@ class LossTracker:
             self.next_week = next_week_boundary(now_ms, self.tz)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"day_base": self.day_base, "week_base": self.week_base, "peak": self.peak,
-                "day_start": self.day_start, "next_day": self.next_day, "week_start": self.week_start,
-                "next_week": self.next_week, "warned": dict(self.warned),
-                "lock": None if self.lock is None else self.lock.to_dict()}
+        return {
+            "day_base": self.day_base,
+            "week_base": self.week_base,
+            "peak": self.peak,
+            "day_start": self.day_start,
+            "next_day": self.next_day,
+            "week_start": self.week_start,
+            "next_week": self.next_week,
+            "warned": dict(self.warned),
+            "lock": None if self.lock is None else self.lock.to_dict(),
+        }
 
     def load(self, d: dict[str, Any]) -> None:
         for name in ("day_base", "week_base", "peak"):
@@ -218,14 +247,30 @@ class Cooldowns:
         return st
 
     def to_dict(self) -> dict[str, Any]:
-        return {"symbols": {s: {"last_ts": v.last_ts, "last_bar": v.last_bar, "recent": list(v.recent),
-                                "locked_until": v.locked_until} for s, v in self.by_symbol.items()},
-                "bars": dict(self.bars), "global_until": self.global_until}
+        return {
+            "symbols": {
+                s: {
+                    "last_ts": v.last_ts,
+                    "last_bar": v.last_bar,
+                    "recent": list(v.recent),
+                    "locked_until": v.locked_until,
+                }
+                for s, v in self.by_symbol.items()
+            },
+            "bars": dict(self.bars),
+            "global_until": self.global_until,
+        }
 
     def load(self, d: dict[str, Any]) -> None:
-        self.by_symbol = {str(s): SymbolStops(int(v.get("last_ts", 0)), int(v.get("last_bar", -1)),
-                                              [int(t) for t in v.get("recent", [])], int(v.get("locked_until", 0)))
-                          for s, v in (d.get("symbols") or {}).items()}
+        self.by_symbol = {
+            str(s): SymbolStops(
+                int(v.get("last_ts", 0)),
+                int(v.get("last_bar", -1)),
+                [int(t) for t in v.get("recent", [])],
+                int(v.get("locked_until", 0)),
+            )
+            for s, v in (d.get("symbols") or {}).items()
+        }
         self.bars = {str(s): int(n) for s, n in (d.get("bars") or {}).items()}
         self.global_until = int(d.get("global_until") or 0)
 

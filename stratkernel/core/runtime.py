@@ -63,11 +63,19 @@ class Runtime:
             await self._close()
             raise
         cfg = self.config
-        log.info("stratkernel running: broker=%s data=%s strategies=%s db=%s", cfg.broker.name, cfg.data.source,
-                 ",".join(kernel.slots) or "-", cfg.db_path)
+        log.info(
+            "stratkernel running: broker=%s data=%s strategies=%s db=%s",
+            cfg.broker.name,
+            cfg.data.source,
+            ",".join(kernel.slots) or "-",
+            cfg.db_path,
+        )
         if kernel.trading_state is not TradingState.ACTIVE:
-            log.warning("trading state is %s (%s): resume with `stratkernel risk resume`",
-                        kernel.trading_state.value, kernel.state_reason)
+            log.warning(
+                "trading state is %s (%s): resume with `stratkernel risk resume`",
+                kernel.trading_state.value,
+                kernel.state_reason,
+            )
         server = None
         if cfg.api.enabled:
             server = await self._start_api()
@@ -93,8 +101,14 @@ class Runtime:
             await kernel.shutdown()
             await self._close()
             s = kernel.stats
-            log.info("stopped: %d bars, %d orders, %d denied, %d fills; state saved in %s", s["bars"], s["orders"],
-                     s["denied"], s["fills"], cfg.db_path)
+            log.info(
+                "stopped: %d bars, %d orders, %d denied, %d fills; state saved in %s",
+                s["bars"],
+                s["orders"],
+                s["denied"],
+                s["fills"],
+                cfg.db_path,
+            )
 
     async def _close(self) -> None:
         if self.store is not None:
@@ -139,8 +153,11 @@ class Runtime:
             await users.close()
         if password:
             # printed once, to the terminal only: it is not stored anywhere in clear
-            print(f"\n  Created local API user 'admin' with password: {password}\n"
-                  f"  (shown once; change it with `stratkernel users passwd admin`)\n", flush=True)
+            print(
+                f"\n  Created local API user 'admin' with password: {password}\n"
+                f"  (shown once; change it with `stratkernel users passwd admin`)\n",
+                flush=True,
+            )
         # The API runs on its own thread and loop; each facade call is scheduled onto the kernel's loop.
         # Serving it on the kernel's loop let heavy API traffic take most of the kernel's time.
         bridge = KernelBridge(self.service, asyncio.get_running_loop())
@@ -148,8 +165,13 @@ class Runtime:
         try:
             await asyncio.to_thread(api.start)
         except RuntimeError as exc:
-            log.error("API could not listen on %s:%s (%s; port in use? set [api] port or STRATKERNEL_API__PORT); "
-                      "the kernel keeps running without the API", cfg.api.host, cfg.api.port, exc)
+            log.error(
+                "API could not listen on %s:%s (%s; port in use? set [api] port or STRATKERNEL_API__PORT); "
+                "the kernel keeps running without the API",
+                cfg.api.host,
+                cfg.api.port,
+                exc,
+            )
             return None
         self.api_url = f"http://{cfg.api.host}:{api.port}"
         log.info("API listening on %s", self.api_url)
@@ -173,7 +195,9 @@ class Runtime:
                         await kernel.on_live_quote(item)
                     else:
                         kernel.stats["refused_data"] += 1
-                        log.warning("data source %s yielded %s, not a Bar or Quote", dcfg.source, type(item).__name__)
+                        log.warning(
+                            "data source %s yielded %s, not a Bar or Quote", dcfg.source, type(item).__name__
+                        )
                     backoff = 1.0
                     if stop.is_set():
                         return
@@ -202,8 +226,14 @@ class Runtime:
                     await self._control()
                     if now >= next_equity:
                         await kernel.snapshot_equity()
-                        kernel.emit("heartbeat", {"equity": kernel.portfolio.equity(), "bars": kernel.stats["bars"],
-                                                  "state": kernel.trading_state.value})
+                        kernel.emit(
+                            "heartbeat",
+                            {
+                                "equity": kernel.portfolio.equity(),
+                                "bars": kernel.stats["bars"],
+                                "state": kernel.trading_state.value,
+                            },
+                        )
                         next_equity = now + self.config.equity_snapshot_s
                     if now >= next_preflight:
                         await kernel.preflight()
@@ -222,7 +252,9 @@ class Runtime:
         if not cmd:
             return
         await self.store.db.execute("DELETE FROM meta WHERE key = 'control'")
-        await self.apply_command(cmd.get("command", ""), cmd.get("reason", ""), source=f"cli:{cmd.get('user', '?')}")
+        await self.apply_command(
+            cmd.get("command", ""), cmd.get("reason", ""), source=f"cli:{cmd.get('user', '?')}"
+        )
 
     async def apply_command(self, command: str, reason: str, *, source: str) -> None:
         kernel = self.kernel

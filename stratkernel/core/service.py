@@ -50,9 +50,16 @@ class KernelService:
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         k = self.kernel
-        return {"mode": k.mode, "trading_state": k.trading_state.value, "state_reason": k.state_reason,
-                "equity": k.portfolio.equity(), "cash": k.portfolio.cash, "stats": dict(k.stats),
-                "strategies": len(k.slots), "uptime_s": round(time.time() - self.started, 1)}
+        return {
+            "mode": k.mode,
+            "trading_state": k.trading_state.value,
+            "state_reason": k.state_reason,
+            "equity": k.portfolio.equity(),
+            "cash": k.portfolio.cash,
+            "stats": dict(k.stats),
+            "strategies": len(k.slots),
+            "uptime_s": round(time.time() - self.started, 1),
+        }
 
     def plugins_report(self) -> dict[str, Any]:
         return self.plugins.report()
@@ -65,16 +72,27 @@ class KernelService:
             out.append(slot.info())
             rows.pop(name, None)
         for name, row in rows.items():
-            out.append({"name": name, "ref": row["ref"], "kind": row["kind"], "symbol": None,
-                        "version": row["version"], "status": row["status"], "params": row["params"],
-                        "error": row["error"], "resource_use": None})
+            out.append(
+                {
+                    "name": name,
+                    "ref": row["ref"],
+                    "kind": row["kind"],
+                    "symbol": None,
+                    "version": row["version"],
+                    "status": row["status"],
+                    "params": row["params"],
+                    "error": row["error"],
+                    "resource_use": None,
+                }
+            )
         return out
 
     def logs(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
         return list(self._logs.get(name, ()))[-limit:]
 
-    async def upload_script(self, name: str, source: str, *, language: str = "python", start: bool = True
-                            ) -> dict[str, Any]:
+    async def upload_script(
+        self, name: str, source: str, *, language: str = "python", start: bool = True
+    ) -> dict[str, Any]:
         """Validate a script in a sandbox first; only a script that loads is written and (re)started."""
         if not name or set(name) - SCRIPT_NAME_CHARS or len(name) > 64:
             raise ValidationError("name", name, "use 1-64 letters, digits, '_' or '-'")
@@ -98,13 +116,15 @@ class KernelService:
             await self.start_strategy(name, ref=str(path))
         return {"name": name, "path": str(path), "version": host.version}
 
-    async def start_strategy(self, name: str, *, ref: str | None = None, params: dict[str, Any] | None = None
-                             ) -> dict[str, Any]:
+    async def start_strategy(
+        self, name: str, *, ref: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         async with self.kernel.lock:
             return await self._start_strategy(name, ref=ref, params=params)
 
-    async def _start_strategy(self, name: str, *, ref: str | None, params: dict[str, Any] | None
-                              ) -> dict[str, Any]:
+    async def _start_strategy(
+        self, name: str, *, ref: str | None, params: dict[str, Any] | None
+    ) -> dict[str, Any]:
         k = self.kernel
         old = k.slots.get(name)
         if ref is None:
@@ -118,8 +138,13 @@ class KernelService:
                 await k._process(old, *res)
             old.close()
             del k.slots[name]
-        slot = k.add_strategy(name, ref, symbol=old.symbol if old else None,
-                              params=params if params is not None else (old.params if old else {}), state=state)
+        slot = k.add_strategy(
+            name,
+            ref,
+            symbol=old.symbol if old else None,
+            params=params if params is not None else (old.params if old else {}),
+            state=state,
+        )
         if slot.status == "running":
             res = slot.start()
             if res:
@@ -143,9 +168,16 @@ class KernelService:
                 await k._process(slot, *res)
             slot.close()
             await k.drain()
-        await self.store.save_strategy(slot.name, ref=slot.ref, kind=slot.kind, version=slot.version,
-                                       status=slot.status, params=slot.params, state=slot.state,
-                                       error=slot.error.as_dict() if slot.error else None)
+        await self.store.save_strategy(
+            slot.name,
+            ref=slot.ref,
+            kind=slot.kind,
+            version=slot.version,
+            status=slot.status,
+            params=slot.params,
+            state=slot.state,
+            error=slot.error.as_dict() if slot.error else None,
+        )
         return slot.info()
 
     async def set_params(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +185,9 @@ class KernelService:
 
     # -- orders and portfolio -------------------------------------------------------------------
     async def submit_order(self, raw: dict[str, Any], *, user: str) -> dict[str, Any]:
-        req = order_request_from_untrusted(raw, strategy="", source=f"api:{user}",
-                                           default_symbol=self.kernel.config.symbols[0])
+        req = order_request_from_untrusted(
+            raw, strategy="", source=f"api:{user}", default_symbol=self.kernel.config.symbols[0]
+        )
         async with self.kernel.lock:  # between two live events: one drain at a time on the store
             decision = await self.kernel.submit(req)
         return decision.as_dict()
@@ -163,18 +196,33 @@ class KernelService:
         async with self.kernel.lock:
             return await self.kernel.cancel(order_id)
 
-    async def orders(self, *, open_only: bool = False, strategy: str | None = None, limit: int = 100,
-                     offset: int = 0) -> list[dict[str, Any]]:
+    async def orders(
+        self, *, open_only: bool = False, strategy: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
         orders = await self.store.orders(open_only=open_only, strategy=strategy, limit=limit, offset=offset)
         from .kernel import _order_event
 
         return [{**_order_event(o), "created_ts": o.created_ts, "updated_ts": o.updated_ts} for o in orders]
 
-    async def fills(self, *, strategy: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    async def fills(
+        self, *, strategy: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
         fills = await self.store.fills(strategy=strategy, limit=limit, offset=offset)
-        return [{"id": f.id, "order_id": f.order_id, "strategy": f.strategy, "symbol": f.symbol,
-                 "side": f.side.value, "qty": f.qty, "price": f.price, "fee": f.fee, "role": f.role, "ts": f.ts}
-                for f in fills]
+        return [
+            {
+                "id": f.id,
+                "order_id": f.order_id,
+                "strategy": f.strategy,
+                "symbol": f.symbol,
+                "side": f.side.value,
+                "qty": f.qty,
+                "price": f.price,
+                "fee": f.fee,
+                "role": f.role,
+                "ts": f.ts,
+            }
+            for f in fills
+        ]
 
     def positions(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.kernel.portfolio.strategy_positions()]
@@ -182,7 +230,9 @@ class KernelService:
     async def equity(self, *, since: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
         return await self.store.equity_curve(since=since, limit=limit)
 
-    async def audit(self, *, limit: int = 100, offset: int = 0, denied_only: bool = False) -> list[dict[str, Any]]:
+    async def audit(
+        self, *, limit: int = 100, offset: int = 0, denied_only: bool = False
+    ) -> list[dict[str, Any]]:
         rows = await self.store.audit(limit=limit, offset=offset, denied_only=denied_only)
         for r in rows:
             r["details"] = json.loads(r["details"])
@@ -198,7 +248,9 @@ class KernelService:
 
     async def halt(self, reason: str, *, user: str) -> dict[str, Any]:
         async with self.kernel.lock:
-            if self.kernel.risk is not None:  # the kill switch: flattens first when [risk] halt_flattens is set
+            if (
+                self.kernel.risk is not None
+            ):  # the kill switch: flattens first when [risk] halt_flattens is set
                 await self.kernel.risk.kill_switch(reason, source=f"api:{user}")
             else:
                 await self.kernel.set_trading_state(TradingState.HALTED, reason, source=f"api:{user}")
@@ -237,19 +289,29 @@ class KernelService:
         return self.risk()
 
     # -- backtests ------------------------------------------------------------------------------
-    async def submit_backtest(self, *, strategy: str, data: str, params: dict[str, Any] | None = None,
-                              user: str = "") -> dict[str, Any]:
+    async def submit_backtest(
+        self, *, strategy: str, data: str, params: dict[str, Any] | None = None, user: str = ""
+    ) -> dict[str, Any]:
         job = BacktestJob(uuid.uuid4().hex[:12], strategy, data, params or {})
         self.jobs[job.id] = job
-        await self.store.save_backtest(job.id, strategy=strategy, params=job.params, data_ref=data, status="running")
+        await self.store.save_backtest(
+            job.id, strategy=strategy, params=job.params, data_ref=data, status="running"
+        )
         job.task = asyncio.create_task(self._run_job(job))
         return job.info()
 
     async def _run_job(self, job: BacktestJob) -> None:
         await job.run()
-        await self.store.save_backtest(job.id, strategy=job.strategy, params=job.params, data_ref=job.data,
-                                       status=job.status, progress=job.progress, summary=job.summary,
-                                       error=job.error)
+        await self.store.save_backtest(
+            job.id,
+            strategy=job.strategy,
+            params=job.params,
+            data_ref=job.data,
+            status=job.status,
+            progress=job.progress,
+            summary=job.summary,
+            error=job.error,
+        )
 
     def backtest(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(job_id)
@@ -284,15 +346,27 @@ class BacktestJob:
         self._proc: asyncio.subprocess.Process | None = None
 
     def info(self) -> dict[str, Any]:
-        return {"id": self.id, "strategy": self.strategy, "data": self.data, "params": self.params,
-                "status": self.status, "progress": round(self.progress, 4), "summary": self.summary,
-                "error": self.error}
+        return {
+            "id": self.id,
+            "strategy": self.strategy,
+            "data": self.data,
+            "params": self.params,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "summary": self.summary,
+            "error": self.error,
+        }
 
     async def run(self) -> None:
         spec = json.dumps({"strategy": self.strategy, "data": self.data, "params": self.params})
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "stratkernel.core.jobs", spec,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "stratkernel.core.jobs",
+            spec,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         assert self._proc.stdout is not None
         async for raw in self._proc.stdout:
             line = raw.decode(errors="replace").strip()
@@ -312,7 +386,11 @@ class BacktestJob:
         else:
             self.status = "error"
             if self.error is None:
-                err = (await self._proc.stderr.read()).decode(errors="replace")[-500:] if self._proc.stderr else ""
+                err = (
+                    (await self._proc.stderr.read()).decode(errors="replace")[-500:]
+                    if self._proc.stderr
+                    else ""
+                )
                 self.error = {"message": f"backtest process exited with {code}", "detail": err}
 
     def cancel(self) -> None:

@@ -57,8 +57,17 @@ XNYS_HOLIDAYS = _d(
 # 13:00 early closes (day before Independence Day, day after Thanksgiving, Christmas Eve)
 XNYS_EARLY_CLOSES = {
     d: time(13, 0)
-    for d in _d("2024-07-03", "2024-11-29", "2024-12-24", "2025-07-03", "2025-11-28", "2025-12-24",
-                "2026-11-27", "2026-12-24", "2027-11-26")
+    for d in _d(
+        "2024-07-03",
+        "2024-11-29",
+        "2024-12-24",
+        "2025-07-03",
+        "2025-11-28",
+        "2025-12-24",
+        "2026-11-27",
+        "2026-12-24",
+        "2027-11-26",
+    )
 }
 
 
@@ -146,7 +155,9 @@ def _calendar(calendar: Calendar | str) -> Calendar:
     return cal
 
 
-def calendar_for(symbol: str, mapping: Mapping[str, str] | None = None, default: str | None = None) -> Calendar:
+def calendar_for(
+    symbol: str, mapping: Mapping[str, str] | None = None, default: str | None = None
+) -> Calendar:
     """The calendar ``symbol`` trades on: ``mapping[symbol]``, else ``default``; refused if neither."""
     name = (mapping or {}).get(symbol, default)
     if name is None:

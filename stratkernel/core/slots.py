@@ -58,9 +58,17 @@ class Slot:
         self.close()
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "ref": self.ref, "kind": self.kind, "symbol": self.symbol,
-                "version": self.version, "status": self.status, "params": self.params,
-                "error": self.error.as_dict() if self.error else None, "resource_use": self.resource_use()}
+        return {
+            "name": self.name,
+            "ref": self.ref,
+            "kind": self.kind,
+            "symbol": self.symbol,
+            "version": self.version,
+            "status": self.status,
+            "params": self.params,
+            "error": self.error.as_dict() if self.error else None,
+            "resource_use": self.resource_use(),
+        }
 
     def resource_use(self) -> dict[str, Any] | None:
         """CPU and memory of the strategy's worker (None for in-process strategies)."""
@@ -97,8 +105,16 @@ class PluginSlot(Slot):
 
     kind = "plugin"
 
-    def __init__(self, kernel: Kernel, name: str, ref: str, symbol: str, cls: type[Strategy],
-                 params: dict[str, Any], state: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        name: str,
+        ref: str,
+        symbol: str,
+        cls: type[Strategy],
+        params: dict[str, Any],
+        state: dict[str, Any] | None,
+    ) -> None:
         super().__init__(kernel, name, ref, symbol)
         self.cls = cls
         try:
@@ -113,9 +129,15 @@ class PluginSlot(Slot):
         spec = parse_params(cls.PARAMS, where=f"{ref}.PARAMS")
         self.params = resolve_params(spec, params)
         self.strategy = cls()
-        self.ctx = StrategyContext(kernel.port, name=name, symbol=symbol, params=self.params, state=state,
-                                   log=kernel_log(kernel),
-                                   max_orders_per_call=kernel.config.sandbox.max_orders_per_bar)
+        self.ctx = StrategyContext(
+            kernel.port,
+            name=name,
+            symbol=symbol,
+            params=self.params,
+            state=state,
+            log=kernel_log(kernel),
+            max_orders_per_call=kernel.config.sandbox.max_orders_per_bar,
+        )
         self.state = self.ctx.state
         self._on_bar = self.strategy.on_bar
 
@@ -128,7 +150,9 @@ class PluginSlot(Slot):
                 line = frame.lineno
                 break
         limit = isinstance(exc, MemoryError | RecursionError)
-        return StrategyError("limit" if limit else "runtime", f"{type(exc).__name__}: {exc}", line=line, strategy=self.name)
+        return StrategyError(
+            "limit" if limit else "runtime", f"{type(exc).__name__}: {exc}", line=line, strategy=self.name
+        )
 
     def _call(self, fn: Any, *args: Any) -> Requests | None:
         ctx = self.ctx
@@ -181,8 +205,9 @@ class ScriptSlot(Slot):
 
     kind = "script"
 
-    def __init__(self, kernel: Kernel, name: str, ref: str, symbol: str, host: Any,
-                 state: dict[str, Any] | None) -> None:
+    def __init__(
+        self, kernel: Kernel, name: str, ref: str, symbol: str, host: Any, state: dict[str, Any] | None
+    ) -> None:
         super().__init__(kernel, name, ref, symbol)
         self.host = host
         self.version = host.version
@@ -203,9 +228,15 @@ class ScriptSlot(Slot):
     # the snapshot a worker sees: plain data only
     def snapshot(self) -> dict[str, Any]:
         k = self.kernel
-        positions = {p.symbol: {"symbol": p.symbol, "qty": p.qty, "avg_price": p.avg_price,
-                                "realized_pnl": p.realized_pnl}
-                     for p in k.portfolio.strategy_positions(self.name)}
+        positions = {
+            p.symbol: {
+                "symbol": p.symbol,
+                "qty": p.qty,
+                "avg_price": p.avg_price,
+                "realized_pnl": p.realized_pnl,
+            }
+            for p in k.portfolio.strategy_positions(self.name)
+        }
         return {"positions": positions, "account": k.portfolio.account().as_dict()}
 
     def _guard(self, fn: Any, *args: Any) -> Any:
@@ -217,7 +248,11 @@ class ScriptSlot(Slot):
         except StrategyError as exc:
             self.fail(exc)
         except Exception as exc:
-            self.fail(StrategyError("runtime", f"sandbox host error: {type(exc).__name__}: {exc}", strategy=self.name))
+            self.fail(
+                StrategyError(
+                    "runtime", f"sandbox host error: {type(exc).__name__}: {exc}", strategy=self.name
+                )
+            )
         return None
 
     def _result(self, res: Any) -> Requests | None:
@@ -256,7 +291,9 @@ class ScriptSlot(Slot):
         for side, otype, price in triggers:
             if otype is OrderType.MARKET or price is None:
                 return i + 1
-            arr, below = (self._low, True) if (side is Side.BUY) == (otype is OrderType.LIMIT) else (self._high, False)
+            arr, below = (
+                (self._low, True) if (side is Side.BUY) == (otype is OrderType.LIMIT) else (self._high, False)
+            )
             # look in growing windows: a trigger is usually near, and scanning 65k bars per batch is not free
             lo, width = i + 1, 256
             while lo < end:
@@ -327,8 +364,9 @@ def kernel_log(kernel: Kernel) -> Any:
     return _log
 
 
-def make_slot(kernel: Kernel, name: str, ref: str, *, symbol: str, params: dict[str, Any],
-              state: dict[str, Any] | None) -> Slot:
+def make_slot(
+    kernel: Kernel, name: str, ref: str, *, symbol: str, params: dict[str, Any], state: dict[str, Any] | None
+) -> Slot:
     """A registered strategy name gives a PluginSlot; a ``.py``/``.js`` path gives a ScriptSlot."""
     reg = kernel.plugins.registry
     if reg.has("strategy", ref):
@@ -352,8 +390,10 @@ def make_slot(kernel: Kernel, name: str, ref: str, *, symbol: str, params: dict[
         slot.params_from_host()
         return slot
     known = ", ".join(reg.names("strategy")) or "none"
-    raise ConfigError(f"strategies.{name}.strategy",
-                      f"{ref!r} is neither a registered strategy ({known}) nor a .py/.js script path")
+    raise ConfigError(
+        f"strategies.{name}.strategy",
+        f"{ref!r} is neither a registered strategy ({known}) nor a .py/.js script path",
+    )
 
 
 def make_host(kernel: Kernel, name: str, path: Path, symbol: str) -> Any:
@@ -365,14 +405,19 @@ def host_from_source(kernel: Kernel, name: str, source: str, filename: str, symb
     from stratkernel.sandbox.host import SandboxLimits
 
     cfg = kernel.config.sandbox
-    limits = SandboxLimits(call_timeout_s=cfg.call_timeout_s, load_timeout_s=cfg.load_timeout_s,
-                           memory_mb=cfg.memory_mb, max_orders_per_bar=cfg.max_orders_per_bar)
+    limits = SandboxLimits(
+        call_timeout_s=cfg.call_timeout_s,
+        load_timeout_s=cfg.load_timeout_s,
+        memory_mb=cfg.memory_mb,
+        max_orders_per_bar=cfg.max_orders_per_bar,
+    )
     provider = kernel.indicators.provider(symbol)
     if filename.endswith(".js"):
         from stratkernel.sandbox.js_host import JsScriptHost
 
-        return JsScriptHost(source, name=name, filename=filename, limits=limits, indicators=provider,
-                            symbol=symbol)
+        return JsScriptHost(
+            source, name=name, filename=filename, limits=limits, indicators=provider, symbol=symbol
+        )
     from stratkernel.sandbox.host import ScriptHost
 
     return ScriptHost(source, name=name, filename=filename, limits=limits, indicators=provider, symbol=symbol)

@@ -221,10 +221,29 @@ class Store:
                    avg_fill_price=excluded.avg_fill_price, broker_order_id=excluded.broker_order_id,
                    reason=excluded.reason, updated_ts=excluded.updated_ts""",
             (
-                order.id, r.strategy, r.source, r.symbol, r.side.value, r.type.value, r.qty, r.limit_price,
-                r.stop_price, r.stop_loss, r.take_profit, int(r.reduce_only), r.client_id, r.tag,
-                order.status.value, order.filled_qty, order.avg_fill_price, order.parent_id, order.role,
-                order.broker_order_id, order.reason, order.created_ts or now_ms(), order.updated_ts or now_ms(),
+                order.id,
+                r.strategy,
+                r.source,
+                r.symbol,
+                r.side.value,
+                r.type.value,
+                r.qty,
+                r.limit_price,
+                r.stop_price,
+                r.stop_loss,
+                r.take_profit,
+                int(r.reduce_only),
+                r.client_id,
+                r.tag,
+                order.status.value,
+                order.filled_qty,
+                order.avg_fill_price,
+                order.parent_id,
+                order.role,
+                order.broker_order_id,
+                order.reason,
+                order.created_ts or now_ms(),
+                order.updated_ts or now_ms(),
             ),
         )
 
@@ -259,8 +278,19 @@ class Store:
             self._fill_seq += 1
             cur = await self.db.execute(
                 "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (fill.id, fill.order_id, fill.strategy, fill.symbol, fill.side.value, fill.qty, fill.price,
-                 fill.fee, fill.role, fill.ts, self._fill_seq),
+                (
+                    fill.id,
+                    fill.order_id,
+                    fill.strategy,
+                    fill.symbol,
+                    fill.side.value,
+                    fill.qty,
+                    fill.price,
+                    fill.fee,
+                    fill.role,
+                    fill.ts,
+                    self._fill_seq,
+                ),
             )
             if cur.rowcount == 0:
                 await self.db.execute("ROLLBACK")
@@ -270,7 +300,14 @@ class Store:
                 """INSERT INTO positions VALUES (?,?,?,?,?,?)
                    ON CONFLICT(strategy, symbol) DO UPDATE SET qty=excluded.qty, avg_price=excluded.avg_price,
                    realized_pnl=excluded.realized_pnl, updated_ts=excluded.updated_ts""",
-                (fill.strategy, fill.symbol, position.qty, position.avg_price, position.realized_pnl, fill.ts),
+                (
+                    fill.strategy,
+                    fill.symbol,
+                    position.qty,
+                    position.avg_price,
+                    position.realized_pnl,
+                    fill.ts,
+                ),
             )
             if order is not None:
                 await self.db.execute(
@@ -283,7 +320,9 @@ class Store:
             raise
         return True
 
-    async def fills(self, *, strategy: str | None = None, limit: int = 1_000_000, offset: int = 0) -> list[Fill]:
+    async def fills(
+        self, *, strategy: str | None = None, limit: int = 1_000_000, offset: int = 0
+    ) -> list[Fill]:
         sql = "SELECT id, order_id, symbol, side, qty, price, fee, ts, strategy, role FROM fills"
         args: list[Any] = []
         if strategy:
@@ -305,9 +344,20 @@ class Store:
     # -- audit, equity, events ------------------------------------------------------------------
     async def record_audit(self, decisions: Iterable[tuple[int, Decision]]) -> None:
         rows = [
-            (ts, int(d.approved), d.code, d.rule, d.message, d.request.strategy, d.request.source,
-             d.request.symbol, d.request.side.value, d.request.qty, d.order_id,
-             json.dumps(d.details, default=str))
+            (
+                ts,
+                int(d.approved),
+                d.code,
+                d.rule,
+                d.message,
+                d.request.strategy,
+                d.request.source,
+                d.request.symbol,
+                d.request.side.value,
+                d.request.qty,
+                d.order_id,
+                json.dumps(d.details, default=str),
+            )
             for ts, d in decisions
         ]
         if rows:
@@ -317,8 +367,14 @@ class Store:
                 rows,
             )
 
-    async def audit(self, *, limit: int = 100, offset: int = 0, denied_only: bool = False) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM audit" + (" WHERE approved = 0" if denied_only else "") + " ORDER BY id DESC LIMIT ? OFFSET ?"
+    async def audit(
+        self, *, limit: int = 100, offset: int = 0, denied_only: bool = False
+    ) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT * FROM audit"
+            + (" WHERE approved = 0" if denied_only else "")
+            + " ORDER BY id DESC LIMIT ? OFFSET ?"
+        )
         return await self._dicts(sql, (limit, offset))
 
     async def snapshot_equity(self, ts: int, cash: float, equity: float, gross: float) -> None:
@@ -328,12 +384,15 @@ class Store:
         return await self._dicts("SELECT * FROM equity WHERE ts >= ? ORDER BY ts LIMIT ?", (since, limit))
 
     async def record_event(self, ts: int, type_: str, data: dict[str, Any]) -> None:
-        await self.db.execute("INSERT INTO events (ts, type, data) VALUES (?,?,?)",
-                              (ts, type_, json.dumps(data, default=str)))
+        await self.db.execute(
+            "INSERT INTO events (ts, type, data) VALUES (?,?,?)", (ts, type_, json.dumps(data, default=str))
+        )
 
     async def events(self, *, type_: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         if type_:
-            rows = await self._dicts("SELECT * FROM events WHERE type = ? ORDER BY id DESC LIMIT ?", (type_, limit))
+            rows = await self._dicts(
+                "SELECT * FROM events WHERE type = ? ORDER BY id DESC LIMIT ?", (type_, limit)
+            )
         else:
             rows = await self._dicts("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
         for r in rows:
@@ -353,15 +412,34 @@ class Store:
         async with self.db.execute("SELECT key, value FROM risk_state") as cur:
             return {k: json.loads(v) for k, v in await cur.fetchall()}
 
-    async def save_strategy(self, name: str, *, ref: str, kind: str, version: str, status: str,
-                            params: dict[str, Any], state: dict[str, Any], error: dict[str, Any] | None) -> None:
+    async def save_strategy(
+        self,
+        name: str,
+        *,
+        ref: str,
+        kind: str,
+        version: str,
+        status: str,
+        params: dict[str, Any],
+        state: dict[str, Any],
+        error: dict[str, Any] | None,
+    ) -> None:
         await self.db.execute(
             """INSERT INTO strategies VALUES (?,?,?,?,?,?,?,?,?)
                ON CONFLICT(name) DO UPDATE SET ref=excluded.ref, kind=excluded.kind, version=excluded.version,
                status=excluded.status, params=excluded.params, state=excluded.state, error=excluded.error,
                updated_ts=excluded.updated_ts""",
-            (name, ref, kind, version, status, json.dumps(params), json.dumps(state),
-             json.dumps(error) if error else None, now_ms()),
+            (
+                name,
+                ref,
+                kind,
+                version,
+                status,
+                json.dumps(params),
+                json.dumps(state),
+                json.dumps(error) if error else None,
+                now_ms(),
+            ),
         )
 
     async def strategies(self) -> list[dict[str, Any]]:
@@ -373,8 +451,10 @@ class Store:
         return rows
 
     async def set_meta(self, key: str, value: Any) -> None:
-        await self.db.execute("INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                              (key, json.dumps(value)))
+        await self.db.execute(
+            "INSERT INTO meta VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value)),
+        )
 
     async def get_meta(self, key: str, default: Any = None) -> Any:
         async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
@@ -382,15 +462,33 @@ class Store:
         return json.loads(row[0]) if row else default
 
     # -- backtest runs --------------------------------------------------------------------------
-    async def save_backtest(self, run_id: str, *, strategy: str, params: dict[str, Any], data_ref: str,
-                            status: str, progress: float = 0.0, summary: dict[str, Any] | None = None,
-                            error: dict[str, Any] | None = None) -> None:
+    async def save_backtest(
+        self,
+        run_id: str,
+        *,
+        strategy: str,
+        params: dict[str, Any],
+        data_ref: str,
+        status: str,
+        progress: float = 0.0,
+        summary: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         await self.db.execute(
             """INSERT INTO backtest_runs VALUES (?,?,?,?,?,?,?,?,?)
                ON CONFLICT(id) DO UPDATE SET status=excluded.status, progress=excluded.progress,
                summary=excluded.summary, error=excluded.error""",
-            (run_id, now_ms(), strategy, json.dumps(params), data_ref, status, progress,
-             json.dumps(summary) if summary is not None else None, json.dumps(error) if error else None),
+            (
+                run_id,
+                now_ms(),
+                strategy,
+                json.dumps(params),
+                data_ref,
+                status,
+                progress,
+                json.dumps(summary) if summary is not None else None,
+                json.dumps(error) if error else None,
+            ),
         )
 
     async def backtests(self, *, run_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -411,15 +509,32 @@ class Store:
 
 def _order_from_row(r: Any) -> Order:
     req = OrderRequest(
-        symbol=r["symbol"], side=Side(r["side"]), qty=r["qty"], type=OrderType(r["type"]),
-        limit_price=r["limit_price"], stop_price=r["stop_price"], stop_loss=r["stop_loss"],
-        take_profit=r["take_profit"], reduce_only=bool(r["reduce_only"]), strategy=r["strategy"],
-        source=r["source"], client_id=r["client_id"], tag=r["tag"],
+        symbol=r["symbol"],
+        side=Side(r["side"]),
+        qty=r["qty"],
+        type=OrderType(r["type"]),
+        limit_price=r["limit_price"],
+        stop_price=r["stop_price"],
+        stop_loss=r["stop_loss"],
+        take_profit=r["take_profit"],
+        reduce_only=bool(r["reduce_only"]),
+        strategy=r["strategy"],
+        source=r["source"],
+        client_id=r["client_id"],
+        tag=r["tag"],
     )
     return Order(
-        id=r["id"], request=req, status=OrderStatus(r["status"]), filled_qty=r["filled_qty"],
-        avg_fill_price=r["avg_fill_price"], created_ts=r["created_ts"], updated_ts=r["updated_ts"],
-        broker_order_id=r["broker_order_id"], reason=r["reason"], parent_id=r["parent_id"], role=r["role"],
+        id=r["id"],
+        request=req,
+        status=OrderStatus(r["status"]),
+        filled_qty=r["filled_qty"],
+        avg_fill_price=r["avg_fill_price"],
+        created_ts=r["created_ts"],
+        updated_ts=r["updated_ts"],
+        broker_order_id=r["broker_order_id"],
+        reason=r["reason"],
+        parent_id=r["parent_id"],
+        role=r["role"],
     )
 
 

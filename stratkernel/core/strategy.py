@@ -152,12 +152,30 @@ class Context(Protocol):
     @property
     def account(self) -> Account: ...
 
-    def buy(self, qty: float, *, stop_loss: float | None = None, take_profit: float | None = None,
-            type: str = "market", limit_price: float | None = None, stop_price: float | None = None,
-            symbol: str | None = None, tag: str = "") -> str: ...
-    def sell(self, qty: float, *, stop_loss: float | None = None, take_profit: float | None = None,
-             type: str = "market", limit_price: float | None = None, stop_price: float | None = None,
-             symbol: str | None = None, tag: str = "") -> str: ...
+    def buy(
+        self,
+        qty: float,
+        *,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        type: str = "market",
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        symbol: str | None = None,
+        tag: str = "",
+    ) -> str: ...
+    def sell(
+        self,
+        qty: float,
+        *,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        type: str = "market",
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        symbol: str | None = None,
+        tag: str = "",
+    ) -> str: ...
     def close(self, symbol: str | None = None) -> str | None: ...
     def cancel(self, order_id: str) -> None: ...
     def indicator(self, name: str, *args: Any, **kwargs: Any) -> float | None: ...

@@ -41,7 +41,9 @@ from stratkernel.core.model import (
 
 
 class SlippageModel(Protocol):
-    def price(self, side: Side, reference: float, quote: Quote | None, qty: float, bar: Bar | None) -> float: ...
+    def price(
+        self, side: Side, reference: float, quote: Quote | None, qty: float, bar: Bar | None
+    ) -> float: ...
 
 
 class FeeModel(Protocol):
@@ -115,7 +117,9 @@ class VolumeParticipationFill:
 
     def __post_init__(self) -> None:
         if isinstance(self.participation, bool) or not 0.0 < self.participation <= 1.0:
-            raise ConfigError("broker.options.participation", f"must be in (0, 1], got {self.participation!r}")
+            raise ConfigError(
+                "broker.options.participation", f"must be in (0, 1], got {self.participation!r}"
+            )
 
     def bar_capacity(self, bar: Bar) -> float:
         return max(bar.volume, 0.0) * self.participation
@@ -177,7 +181,9 @@ class PaperBroker:
         return None
 
     async def preflight(self) -> Preflight:
-        return Preflight(self.trading_allowed, "" if self.trading_allowed else "paper trading disabled by operator")
+        return Preflight(
+            self.trading_allowed, "" if self.trading_allowed else "paper trading disabled by operator"
+        )
 
     def symbol_spec(self, symbol: str) -> SymbolSpec | None:
         if self._symbols and symbol not in self._symbols:
@@ -201,8 +207,12 @@ class PaperBroker:
         self._recompute()
         self.events.on_order_update(order)
         quote = self._quotes.get(order.symbol)
-        if order.request.type is OrderType.MARKET and quote is not None and quote.ts >= self._bar_ts(order.symbol) \
-                and self._eligible(order, quote.ts):
+        if (
+            order.request.type is OrderType.MARKET
+            and quote is not None
+            and quote.ts >= self._bar_ts(order.symbol)
+            and self._eligible(order, quote.ts)
+        ):
             # live with quotes: a market order fills against the current quote
             self._try_fill_quote(order, quote)
             self._working = [o for o in self._working if o.status.is_open]
@@ -287,10 +297,16 @@ class PaperBroker:
         self._bar_ts_map[sym] = bar.ts
         # entries first (in submission order), then protective legs, so a bracket placed by an
         # entry filled at this bar's open is already live for the rest of the bar
-        for order in [o for o in self._working if o.symbol == sym and o.role not in ("stop_loss", "take_profit")]:
+        for order in [
+            o for o in self._working if o.symbol == sym and o.role not in ("stop_loss", "take_profit")
+        ]:
             if order.status.is_open:
                 self._try_fill_bar(order, bar)
-        legs = [o for o in self._working if o.symbol == sym and o.role in ("stop_loss", "take_profit") and o.status.is_open]
+        legs = [
+            o
+            for o in self._working
+            if o.symbol == sym and o.role in ("stop_loss", "take_profit") and o.status.is_open
+        ]
         # stop before take-profit when both could trigger in this bar
         legs.sort(key=lambda o: 0 if o.role == "stop_loss" else 1)
         for order in legs:
@@ -341,9 +357,19 @@ class PaperBroker:
             stop = req.stop_price
             assert stop is not None
             if side is Side.BUY and bar.high >= stop:
-                self._fill(order, self.slippage.price(side, max(bar.open, stop), None, order.remaining, bar), bar.ts, bar)
+                self._fill(
+                    order,
+                    self.slippage.price(side, max(bar.open, stop), None, order.remaining, bar),
+                    bar.ts,
+                    bar,
+                )
             elif side is Side.SELL and bar.low <= stop:
-                self._fill(order, self.slippage.price(side, min(bar.open, stop), None, order.remaining, bar), bar.ts, bar)
+                self._fill(
+                    order,
+                    self.slippage.price(side, min(bar.open, stop), None, order.remaining, bar),
+                    bar.ts,
+                    bar,
+                )
 
     def _try_fill_quote(self, order: Order, q: Quote) -> None:
         req = order.request
@@ -373,7 +399,11 @@ class PaperBroker:
         complete = part is None or qty >= order.remaining - _EPS
         if req.reduce_only:
             held = 0.0 if pos is None else pos[0]
-            reducible = abs(held) if (held > 0 and req.side is Side.SELL) or (held < 0 and req.side is Side.BUY) else 0.0
+            reducible = (
+                abs(held)
+                if (held > 0 and req.side is Side.SELL) or (held < 0 and req.side is Side.BUY)
+                else 0.0
+            )
             if reducible <= qty:
                 complete = True  # this fill flattens the position: nothing is left to reduce afterwards
             qty = min(qty, reducible)
@@ -403,8 +433,18 @@ class PaperBroker:
         order.updated_ts = ts
         order.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         self._fill_n += 1
-        fill = Fill(f"{order.id}-f{self._fill_n}", order.id, req.symbol, req.side, qty, price, fee, ts,
-                    req.strategy, order.role)
+        fill = Fill(
+            f"{order.id}-f{self._fill_n}",
+            order.id,
+            req.symbol,
+            req.side,
+            qty,
+            price,
+            fee,
+            ts,
+            req.strategy,
+            order.role,
+        )
         if not complete:
             self.events.on_order_update(order)  # PARTIALLY_FILLED: the rest keeps working
         self.events.on_fill(fill)
@@ -416,8 +456,12 @@ class PaperBroker:
         if pos[0] == 0.0:
             # flat: protective legs of this strategy/symbol have nothing left to protect
             for o in self._working:
-                if o.status.is_open and o.role in ("stop_loss", "take_profit") and o.request.strategy == req.strategy \
-                        and o.symbol == req.symbol:
+                if (
+                    o.status.is_open
+                    and o.role in ("stop_loss", "take_profit")
+                    and o.request.strategy == req.strategy
+                    and o.symbol == req.symbol
+                ):
                     o.status = OrderStatus.CANCELLED
                     o.reason = "position closed"
                     self.events.on_order_update(o)
@@ -436,13 +480,47 @@ class PaperBroker:
                 self.events.on_order_update(o)
         legs: list[Order] = []
         if req.stop_loss is not None and "stop_loss" not in grown:
-            legs.append(Order(f"{parent.id}.sl", OrderRequest(req.symbol, exit_side, qty, OrderType.STOP,
-                              stop_price=req.stop_loss, reduce_only=True, strategy=req.strategy, source=req.source),
-                              OrderStatus.ACCEPTED, created_ts=ts, updated_ts=ts, parent_id=parent.id, role="stop_loss"))
+            legs.append(
+                Order(
+                    f"{parent.id}.sl",
+                    OrderRequest(
+                        req.symbol,
+                        exit_side,
+                        qty,
+                        OrderType.STOP,
+                        stop_price=req.stop_loss,
+                        reduce_only=True,
+                        strategy=req.strategy,
+                        source=req.source,
+                    ),
+                    OrderStatus.ACCEPTED,
+                    created_ts=ts,
+                    updated_ts=ts,
+                    parent_id=parent.id,
+                    role="stop_loss",
+                )
+            )
         if req.take_profit is not None and "take_profit" not in grown:
-            legs.append(Order(f"{parent.id}.tp", OrderRequest(req.symbol, exit_side, qty, OrderType.LIMIT,
-                              limit_price=req.take_profit, reduce_only=True, strategy=req.strategy, source=req.source),
-                              OrderStatus.ACCEPTED, created_ts=ts, updated_ts=ts, parent_id=parent.id, role="take_profit"))
+            legs.append(
+                Order(
+                    f"{parent.id}.tp",
+                    OrderRequest(
+                        req.symbol,
+                        exit_side,
+                        qty,
+                        OrderType.LIMIT,
+                        limit_price=req.take_profit,
+                        reduce_only=True,
+                        strategy=req.strategy,
+                        source=req.source,
+                    ),
+                    OrderStatus.ACCEPTED,
+                    created_ts=ts,
+                    updated_ts=ts,
+                    parent_id=parent.id,
+                    role="take_profit",
+                )
+            )
         for leg in legs:
             if leg.id in self._orders:  # an earlier leg of this entry is done: the new one needs its own id
                 n = 2
@@ -474,9 +552,22 @@ class PaperBroker:
 
 def _factory(config: dict[str, Any], events: BrokerEvents) -> PaperBroker:
     opts = dict(config)
-    unknown = set(opts) - {"cash", "currency", "spread_bps", "fee_percent", "fee_per_lot", "lot_size",
-                           "slippage", "impact_bps", "symbols", "min_qty", "qty_step", "partial_fills",
-                           "participation", "latency_ms"}
+    unknown = set(opts) - {
+        "cash",
+        "currency",
+        "spread_bps",
+        "fee_percent",
+        "fee_per_lot",
+        "lot_size",
+        "slippage",
+        "impact_bps",
+        "symbols",
+        "min_qty",
+        "qty_step",
+        "partial_fills",
+        "participation",
+        "latency_ms",
+    }
     if unknown:
         raise ConfigError("broker.options", f"unknown paper broker options {sorted(unknown)}")
     spread = SpreadSlippage(float(opts.get("spread_bps", 2.0)))
@@ -498,20 +589,37 @@ def _factory(config: dict[str, Any], events: BrokerEvents) -> PaperBroker:
     if partial:
         part = opts.get("participation", 0.1)
         if isinstance(part, bool) or not isinstance(part, int | float) or not 0.0 < part <= 1.0:
-            raise ConfigError("broker.options.participation",
-                              f"must be a share of bar volume in (0, 1], e.g. 0.1; got {part!r}")
+            raise ConfigError(
+                "broker.options.participation",
+                f"must be a share of bar volume in (0, 1], e.g. 0.1; got {part!r}",
+            )
         fill_model = VolumeParticipationFill(float(part))
     elif "participation" in opts:
         raise ConfigError("broker.options.participation", "needs partial_fills = true")
     latency = opts.get("latency_ms", 0)
     if type(latency) is not int or not 0 <= latency <= 86_400_000:
-        raise ConfigError("broker.options.latency_ms", f"must be an integer from 0 to 86400000 (ms), got {latency!r}")
-    return PaperBroker(events, cash=cash, currency=str(opts.get("currency", "USD")), slippage=slip, fees=fees,
-                       symbols=opts.get("symbols"), min_qty=float(opts.get("min_qty", 0.0)),
-                       qty_step=float(opts.get("qty_step", 0.0)), fill_model=fill_model, latency_ms=latency)
+        raise ConfigError(
+            "broker.options.latency_ms", f"must be an integer from 0 to 86400000 (ms), got {latency!r}"
+        )
+    return PaperBroker(
+        events,
+        cash=cash,
+        currency=str(opts.get("currency", "USD")),
+        slippage=slip,
+        fees=fees,
+        symbols=opts.get("symbols"),
+        min_qty=float(opts.get("min_qty", 0.0)),
+        qty_step=float(opts.get("qty_step", 0.0)),
+        fill_model=fill_model,
+        latency_ms=latency,
+    )
 
 
 @hookimpl
 def register_brokers(register: Any) -> None:
-    register("paper", _factory, description="Simulated broker filling against the kernel's market data",
-             simulated=True)
+    register(
+        "paper",
+        _factory,
+        description="Simulated broker filling against the kernel's market data",
+        simulated=True,
+    )

@@ -39,7 +39,11 @@ class StoreDataSource:
         self.end_ms = end_ms
 
     def _bounds(self, start_ms: int | None, end_ms: int | None) -> tuple[int | None, int | None]:
-        lo = start_ms if self.start_ms is None else (self.start_ms if start_ms is None else max(start_ms, self.start_ms))
+        lo = (
+            start_ms
+            if self.start_ms is None
+            else (self.start_ms if start_ms is None else max(start_ms, self.start_ms))
+        )
         hi = end_ms if self.end_ms is None else (self.end_ms if end_ms is None else min(end_ms, self.end_ms))
         return lo, hi
 
@@ -50,7 +54,8 @@ class StoreDataSource:
         series = await asyncio.to_thread(self.store.read_bars, symbol, lo, hi)
         if len(series) == 0:
             raise ValidationError(
-                "data", f"store:{symbol}",
+                "data",
+                f"store:{symbol}",
                 f"no stored bars in range under {self.store.root} (stored symbols: {self.store.symbols() or 'none'}; "
                 "fetch some with `stratkernel data download`)",
             )
@@ -75,7 +80,9 @@ def make_source(options: dict[str, Any]) -> StoreDataSource:
     """The factory registered as ``store``; refuses unknown or bad options by name."""
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise ConfigError(f"data.options.{unknown[0]}", f"unknown option for store; known: {', '.join(_OPTIONS)}")
+        raise ConfigError(
+            f"data.options.{unknown[0]}", f"unknown option for store; known: {', '.join(_OPTIONS)}"
+        )
     symbol = options.get("symbol")
     if not isinstance(symbol, str) or not symbol:
         raise ConfigError("data.options.symbol", "store needs symbol = the stored symbol to replay")
@@ -101,9 +108,11 @@ def resolve_data_source(uri: str) -> tuple[str, dict[str, Any]] | None:
     """``store:SYMBOL`` or ``store:SYMBOL:START:END``."""
     if not uri.startswith("store:"):
         return None
-    parts = uri[len("store:"):].split(":")
+    parts = uri[len("store:") :].split(":")
     if len(parts) not in (1, 3) or not parts[0]:
-        raise ConfigError("data", f"{uri!r}: expected store:SYMBOL or store:SYMBOL:START:END (dates YYYY-MM-DD)")
+        raise ConfigError(
+            "data", f"{uri!r}: expected store:SYMBOL or store:SYMBOL:START:END (dates YYYY-MM-DD)"
+        )
     options: dict[str, Any] = {"symbol": parts[0]}
     if len(parts) == 3:
         if parts[1]:

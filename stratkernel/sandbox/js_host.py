@@ -30,7 +30,14 @@ from stratkernel.core.strategy import parse_params, resolve_params
 from . import protocol
 from .host import CallResult, IndicatorProvider, SandboxLimits, ScriptHost, _decode_json_text, _Kill
 
-__all__ = ["CallResult", "IndicatorProvider", "JsScriptHost", "SandboxLimits", "SpareWorker", "WarmScriptHost"]
+__all__ = [
+    "CallResult",
+    "IndicatorProvider",
+    "JsScriptHost",
+    "SandboxLimits",
+    "SpareWorker",
+    "WarmScriptHost",
+]
 
 JS_WORKER = Path(__file__).with_name("js_worker.py")
 MAX_SOURCE_BYTES = 1_000_000
@@ -78,8 +85,12 @@ class SpareWorker:
         with cls._spare_lock:
             if cls.__dict__.get("_spare_queue") is None:
                 cls._spare_queue = queue.SimpleQueue()
-                threading.Thread(target=cls._spare_loop, args=(cls._spare_queue,),
-                                 name=f"{cls.__name__}-spare", daemon=True).start()
+                threading.Thread(
+                    target=cls._spare_loop,
+                    args=(cls._spare_queue,),
+                    name=f"{cls.__name__}-spare",
+                    daemon=True,
+                ).start()
             assert cls._spare_queue is not None
             cls._spare_queue.put((indicators, symbol))
 
@@ -90,8 +101,14 @@ class SpareWorker:
             limits = cls._spare_wanted
             if limits is None:
                 continue
-            shell: Any = cls("", name="spare", filename="spare", limits=limits,  # type: ignore[call-arg]
-                             indicators=indicators, symbol=symbol)
+            shell: Any = cls(
+                "",
+                name="spare",
+                filename="spare",
+                limits=limits,  # type: ignore[call-arg]
+                indicators=indicators,
+                symbol=symbol,
+            )
             try:
                 shell._spawn_worker()
             except (_Kill, StrategyError, OSError):

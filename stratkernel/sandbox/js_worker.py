@@ -202,11 +202,13 @@ class JsRuntime:
         # 2. run the module body
         try:
             self.beating.set()
-            self.mr.eval(
-                source + "\n//# sourceURL=" + self.url
-            )
+            self.mr.eval(source + "\n//# sourceURL=" + self.url)
         except self.mr_errors.JSParseException:
-            return {"ok": False, "error": {"kind": "load", "message": "syntax error", "line": None}, "logs": []}
+            return {
+                "ok": False,
+                "error": {"kind": "load", "message": "syntax error", "line": None},
+                "logs": [],
+            }
         except self.mr_errors.MiniRacerBaseException as exc:
             return {"ok": False, "error": self.js_error(exc, "load"), "logs": []}
         finally:
@@ -291,9 +293,18 @@ class JsRuntime:
                 # One that touched ctx fails this call, before its result reaches the kernel.
                 if reply.get("ok") and self.glue("late") == "late":
                     upto = start - 1 if cb == "on_bar" else -1
-                    return {"ok": False, "upto": upto, "orders": [], "cancels": [], "logs": reply["logs"],
-                            "error": {"kind": "policy", "line": None, "message":
-                                      "the script used ctx after its callback returned (promise or async code)"}}
+                    return {
+                        "ok": False,
+                        "upto": upto,
+                        "orders": [],
+                        "cancels": [],
+                        "logs": reply["logs"],
+                        "error": {
+                            "kind": "policy",
+                            "line": None,
+                            "message": "the script used ctx after its callback returned (promise or async code)",
+                        },
+                    }
                 return reply
             # an indicator the script asks for the first time: fetch it, then run the bar again
             need = reply["need"]
@@ -310,7 +321,14 @@ class JsRuntime:
                 start = int(reply["upto"]) + 1
             if problem is not None:
                 upto = start - 1 if cb == "on_bar" else -1
-                return {"ok": False, "upto": upto, "orders": [], "cancels": [], "logs": logs, "error": problem}
+                return {
+                    "ok": False,
+                    "upto": upto,
+                    "orders": [],
+                    "cancels": [],
+                    "logs": logs,
+                    "error": problem,
+                }
             snap_json = None  # the driver keeps the snapshot it was given
 
 
@@ -356,7 +374,10 @@ def main() -> None:
             elif op == "exit":
                 os._exit(0)
             else:
-                reply = {"ok": False, "error": {"kind": "runtime", "message": f"unknown request {op!r}"[:200]}}
+                reply = {
+                    "ok": False,
+                    "error": {"kind": "runtime", "message": f"unknown request {op!r}"[:200]},
+                }
         except BaseException as exc:  # a bug here must not look like a script's fault, but must be reported
             reply = {"ok": False, "upto": -1, "orders": [], "cancels": [], "logs": [],
                      "error": {"kind": "runtime", "message": f"worker error: {type(exc).__name__}: {exc}"[:300],

@@ -52,8 +52,12 @@ MAX_PARAMS_BYTES = 65536
 def script_name(path: Path) -> str | None:
     """The strategy name a changed file belongs to, or None for files the watcher ignores."""
     name = path.name
-    if (not name or name.startswith((".", "#", "~")) or name.endswith(("~", ".swp", ".swx", ".tmp", ".bak"))
-            or name == "4913"):
+    if (
+        not name
+        or name.startswith((".", "#", "~"))
+        or name.endswith(("~", ".swp", ".swx", ".tmp", ".bak"))
+        or name == "4913"
+    ):
         return None
     if name.endswith(PARAMS_SUFFIX):
         stem = name[: -len(PARAMS_SUFFIX)]
@@ -89,17 +93,33 @@ class ReloadEvent:
 
     def as_dict(self) -> dict[str, Any]:
         # ``ok``/``version``/``previous`` are the same facts under the names the first reload API used
-        return {"strategy": self.strategy, "old_version": self.old_version, "new_version": self.new_version,
-                "outcome": self.outcome, "reason": self.reason, "error": self.error,
-                "ok": self.outcome != "failed", "version": self.new_version, "previous": self.old_version,
-                **({"unchanged": True} if self.outcome == "unchanged" else {})}
+        return {
+            "strategy": self.strategy,
+            "old_version": self.old_version,
+            "new_version": self.new_version,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "error": self.error,
+            "ok": self.outcome != "failed",
+            "version": self.new_version,
+            "previous": self.old_version,
+            **({"unchanged": True} if self.outcome == "unchanged" else {}),
+        }
 
 
 class ScriptWatcher:
     """Watches ``scripts_dir`` and applies new, changed and deleted scripts to a running kernel."""
 
-    def __init__(self, kernel: Kernel, scripts_dir: Path, config: SandboxConfig | None = None, *,
-                 step_ms: int = 30, debounce_ms: int = 400, vanish_grace_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        scripts_dir: Path,
+        config: SandboxConfig | None = None,
+        *,
+        step_ms: int = 30,
+        debounce_ms: int = 400,
+        vanish_grace_s: float = 0.25,
+    ) -> None:
         self.kernel = kernel
         self.scripts_dir = Path(scripts_dir)
         self.config = config if config is not None else kernel.config.sandbox
@@ -125,8 +145,14 @@ class ScriptWatcher:
             if path is not None and Path(slot.ref).resolve() == path.resolve():
                 self._applied[name] = (slot.version, self._params_key(self._read_params(name)[0]))
         log.info("watching %s for script changes", self.scripts_dir)
-        watcher = awatch(self.scripts_dir, stop_event=stop, step=self.step_ms, debounce=self.debounce_ms,
-                         recursive=False, watch_filter=lambda _change, p: script_name(Path(p)) is not None)
+        watcher = awatch(
+            self.scripts_dir,
+            stop_event=stop,
+            step=self.step_ms,
+            debounce=self.debounce_ms,
+            recursive=False,
+            watch_filter=lambda _change, p: script_name(Path(p)) is not None,
+        )
         spares = self._keep_spares()
         self.ready.set()
         try:
@@ -158,8 +184,14 @@ class ScriptWatcher:
                 from stratkernel.sandbox.js_host import WarmScriptHost
             except ImportError:
                 return host
-            host = WarmScriptHost(source, name=name, filename=filename, limits=host.limits,
-                                  indicators=host.indicators, symbol=symbol)
+            host = WarmScriptHost(
+                source,
+                name=name,
+                filename=filename,
+                limits=host.limits,
+                indicators=host.indicators,
+                symbol=symbol,
+            )
         return host
 
     async def _watch(self, watcher: Any) -> None:
@@ -227,8 +259,16 @@ class ScriptWatcher:
             try:
                 source = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                return self._report(ReloadEvent(name, "failed", "unreadable", self._current_version(name), None,
-                                                {"kind": "load", "message": f"{path.name}: {exc}", "line": None}))
+                return self._report(
+                    ReloadEvent(
+                        name,
+                        "failed",
+                        "unreadable",
+                        self._current_version(name),
+                        None,
+                        {"kind": "load", "message": f"{path.name}: {exc}", "line": None},
+                    )
+                )
             if not source.strip():
                 log.debug("%s is empty (being written?); waiting for content", path.name)
                 return None
@@ -243,8 +283,16 @@ class ScriptWatcher:
             self._applied[name] = key
             old_version = self._current_version(name)
             if problem is not None:
-                return self._report(ReloadEvent(name, "failed", "params", old_version, version,
-                                                {"kind": "load", "message": problem, "line": None}))
+                return self._report(
+                    ReloadEvent(
+                        name,
+                        "failed",
+                        "params",
+                        old_version,
+                        version,
+                        {"kind": "load", "message": problem, "line": None},
+                    )
+                )
             # Base values: what the running version uses (config, API or an earlier override file), else
             # the config's; the override file goes on top. Removing the file keeps the current values.
             old = self.kernel.slots.get(name)
@@ -264,8 +312,15 @@ class ScriptWatcher:
         slot = self.kernel.slots.get(name)
         return slot.version if slot is not None else None
 
-    async def _apply(self, name: str, path: Path, source: str, version: str, params: dict[str, Any],
-                     old_version: str | None) -> ReloadEvent:
+    async def _apply(
+        self,
+        name: str,
+        path: Path,
+        source: str,
+        version: str,
+        params: dict[str, Any],
+        old_version: str | None,
+    ) -> ReloadEvent:
         from stratkernel.core.slots import ScriptSlot
 
         kernel = self.kernel
@@ -312,9 +367,16 @@ class ScriptWatcher:
                 await kernel._process(slot, *res)
                 await kernel.drain()
             await self._save(slot)
-        return self._report(ReloadEvent(name, "started" if old is None else "reloaded", reason, old_version,
-                                        version, marks={"seen": self._seen, "loaded": loaded,
-                                                        "swapped": time.perf_counter()}))
+        return self._report(
+            ReloadEvent(
+                name,
+                "started" if old is None else "reloaded",
+                reason,
+                old_version,
+                version,
+                marks={"seen": self._seen, "loaded": loaded, "swapped": time.perf_counter()},
+            )
+        )
 
     def _history(self, symbol: str) -> Any:
         return bars_so_far(self.kernel, symbol)
@@ -323,7 +385,11 @@ class ScriptWatcher:
         kernel = self.kernel
         self._applied.pop(name, None)
         slot = kernel.slots.get(name)
-        if slot is None or slot.kind != "script" or Path(slot.ref).parent.resolve() != self.scripts_dir.resolve():
+        if (
+            slot is None
+            or slot.kind != "script"
+            or Path(slot.ref).parent.resolve() != self.scripts_dir.resolve()
+        ):
             return None
         policy = self.config.on_delete
         async with kernel.lock:
@@ -347,9 +413,19 @@ class ScriptWatcher:
         for i, pos in enumerate(kernel.portfolio.strategy_positions(name)):
             if pos.is_flat:
                 continue
-            requests.append(OrderRequest(pos.symbol, Side.SELL if pos.qty > 0 else Side.BUY, abs(pos.qty),
-                                         OrderType.MARKET, reduce_only=True, strategy=name, source="reload",
-                                         client_id=f"deleted{i}", tag="deleted"))
+            requests.append(
+                OrderRequest(
+                    pos.symbol,
+                    Side.SELL if pos.qty > 0 else Side.BUY,
+                    abs(pos.qty),
+                    OrderType.MARKET,
+                    reduce_only=True,
+                    strategy=name,
+                    source="reload",
+                    client_id=f"deleted{i}",
+                    tag="deleted",
+                )
+            )
         for oid in cancels:
             await kernel.cancel(oid, strategy=name)
         if requests:
@@ -359,9 +435,16 @@ class ScriptWatcher:
         store = self.kernel.store
         if store is None:
             return
-        await store.save_strategy(slot.name, ref=slot.ref, kind=slot.kind, version=slot.version,
-                                  status=slot.status, params=slot.params, state=slot.state,
-                                  error=slot.error.as_dict() if slot.error else None)
+        await store.save_strategy(
+            slot.name,
+            ref=slot.ref,
+            kind=slot.kind,
+            version=slot.version,
+            status=slot.status,
+            params=slot.params,
+            state=slot.state,
+            error=slot.error.as_dict() if slot.error else None,
+        )
 
     def _report(self, ev: ReloadEvent) -> ReloadEvent:
         self.history.append(ev)
@@ -370,13 +453,20 @@ class ScriptWatcher:
         where = f" (line {err['line']})" if err.get("line") else ""
         text = f": {err.get('kind')} error{where}: {err.get('message')}" if ev.error else ""
         (log.warning if ev.outcome == "failed" else log.info)(
-            "reload %s: %s -> %s %s (%s)%s", ev.strategy, ev.old_version or "-", ev.new_version or "-",
-            ev.outcome, ev.reason, text)
+            "reload %s: %s -> %s %s (%s)%s",
+            ev.strategy,
+            ev.old_version or "-",
+            ev.new_version or "-",
+            ev.outcome,
+            ev.reason,
+            text,
+        )
         self.kernel.emit("strategy_reloaded", data)
         store = self.kernel.store
         if store is not None:
-            task = asyncio.get_running_loop().create_task(store.record_event(self.kernel.now_ms(),
-                                                                             "strategy_reloaded", data))
+            task = asyncio.get_running_loop().create_task(
+                store.record_event(self.kernel.now_ms(), "strategy_reloaded", data)
+            )
             self._pending_writes.add(task)
             task.add_done_callback(self._pending_writes.discard)
         return ev

@@ -29,8 +29,16 @@ from .indicators import assert_indicator_consistent
 __all__ = ["assert_indicator_consistent", "kernel_with", "make_series", "plugin_host"]
 
 
-def make_series(n: int = 1000, *, symbol: str = "TEST", seed: int = 1, start: float = 100.0,
-                vol: float = 0.002, step_ms: int = 60_000, t0: int = 1_700_000_000_000) -> BarSeries:
+def make_series(
+    n: int = 1000,
+    *,
+    symbol: str = "TEST",
+    seed: int = 1,
+    start: float = 100.0,
+    vol: float = 0.002,
+    step_ms: int = 60_000,
+    t0: int = 1_700_000_000_000,
+) -> BarSeries:
     """A valid OHLCV random walk: open is the previous close, high/low bracket both."""
     rng = np.random.default_rng(seed)
     close = start * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
@@ -45,12 +53,17 @@ def make_series(n: int = 1000, *, symbol: str = "TEST", seed: int = 1, start: fl
 
 def plugin_host(*plugins: Any, builtins: bool = True) -> PluginHost:
     """Built-in plugins (through their entry points) plus the given plugin objects or modules."""
-    return load_plugins(entry_points=builtins,
-                        extra=[(getattr(p, "__name__", type(p).__name__), p) for p in plugins])
+    return load_plugins(
+        entry_points=builtins, extra=[(getattr(p, "__name__", type(p).__name__), p) for p in plugins]
+    )
 
 
-async def kernel_with(*plugins: Any, config: KernelConfig | None = None, symbols: list[str] | None = None,
-                      **config_overrides: Any) -> Kernel:
+async def kernel_with(
+    *plugins: Any,
+    config: KernelConfig | None = None,
+    symbols: list[str] | None = None,
+    **config_overrides: Any,
+) -> Kernel:
     """A set-up backtest Kernel with a paper broker; add strategies with ``kernel.add_strategy``."""
     cfg = config or KernelConfig(strategies=[], symbols=symbols or ["TEST"], **config_overrides)
     kernel = Kernel(cfg, plugin_host(*plugins), mode="backtest")

@@ -292,8 +292,18 @@ class ExchangeEmulator:
         spread: float = 0.0,
     ) -> None:
         base, quote = symbol.split("/")
-        m = Market(symbol, base, quote, price, qty_step, qty_step if min_qty is None else min_qty, max_qty,
-                   price_tick, min_notional, spread)
+        m = Market(
+            symbol,
+            base,
+            quote,
+            price,
+            qty_step,
+            qty_step if min_qty is None else min_qty,
+            max_qty,
+            price_tick,
+            min_notional,
+            spread,
+        )
         self.markets[m.id] = m
 
     def market(self, symbol: str) -> Market:
@@ -313,7 +323,13 @@ class ExchangeEmulator:
             book[int(r[0])] = [float(x) for x in r[1:6]]
 
     def generate_klines(
-        self, symbol: str, interval: str, start_ms: int, count: int, *, start_price: float = 100.0,
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        count: int,
+        *,
+        start_price: float = 100.0,
         skip: set[int] | None = None,
     ) -> list[list[float]]:
         """Deterministic klines (a gentle zig-zag); indexes in ``skip`` are left out to make gaps."""
@@ -329,8 +345,9 @@ class ExchangeEmulator:
         self.add_klines(symbol, interval, keep)
         return keep
 
-    async def set_price(self, symbol: str, price: float, *, liquidity: float | None = None,
-                        klines: bool = True) -> None:
+    async def set_price(
+        self, symbol: str, price: float, *, liquidity: float | None = None, klines: bool = True
+    ) -> None:
         """Move the market: trigger stops, fill crossed limit orders, push ticker/kline updates.
 
         ``liquidity`` caps the total quantity resting orders can fill at this price (partial fills).
@@ -342,7 +359,10 @@ class ExchangeEmulator:
         for o in sorted(self.orders.values(), key=lambda o: o.order_id):
             if o.symbol_id != m.id or not o.is_open:
                 continue
-            if o.type in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT") and not o.working:
+            if (
+                o.type in ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+                and not o.working
+            ):
                 if self._triggered(o, price):
                     o.working = True
                     if o.type in ("STOP_LOSS", "TAKE_PROFIT"):
@@ -376,7 +396,9 @@ class ExchangeEmulator:
     # -- REST ---------------------------------------------------------------------------------------
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        self.stats.requests[f"{request.method} {path}"] = self.stats.requests.get(f"{request.method} {path}", 0) + 1
+        self.stats.requests[f"{request.method} {path}"] = (
+            self.stats.requests.get(f"{request.method} {path}", 0) + 1
+        )
         # The body is read first: a request that "times out" may still execute after the client is gone.
         body = (await request.text()) if request.can_read_body else ""
         fault, late = await self._rest_fault(path)
@@ -433,8 +455,12 @@ class ExchangeEmulator:
         if f.rate_limited > 0:
             f.rate_limited -= 1
             return web.json_response(
-                {"code": -1003, "msg": "Too many requests; current limit is 1200 request weight per 1 MINUTE."},
-                status=429, headers={"Retry-After": str(f.retry_after)},
+                {
+                    "code": -1003,
+                    "msg": "Too many requests; current limit is 1200 request weight per 1 MINUTE.",
+                },
+                status=429,
+                headers={"Retry-After": str(f.retry_after)},
             ), False
         return None, False
 
@@ -446,8 +472,13 @@ class ExchangeEmulator:
             ("GET", "/api/v3/klines"): (False, self._get_klines),
             ("GET", "/api/v3/ticker/24hr"): (False, self._ticker_24hr),
             ("GET", "/api/v3/ticker/bookTicker"): (False, self._book_ticker),
-            ("GET", "/sapi/v1/system/status"): (False, lambda p: {
-                "status": self.system_status, "msg": "normal" if self.system_status == 0 else "system maintenance"}),
+            ("GET", "/sapi/v1/system/status"): (
+                False,
+                lambda p: {
+                    "status": self.system_status,
+                    "msg": "normal" if self.system_status == 0 else "system maintenance",
+                },
+            ),
             ("GET", "/api/v3/account"): (True, self._account),
             ("POST", "/api/v3/order"): (True, self._post_order),
             ("POST", "/api/v3/orderList/oco"): (True, self._post_oco),
@@ -476,7 +507,9 @@ class ExchangeEmulator:
             ts = int(params["timestamp"])
             window = int(params.get("recvWindow", 5000))
         except (KeyError, ValueError):
-            raise BinanceError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.") from None
+            raise BinanceError(
+                -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            ) from None
         now = self.now()
         if ts > now + 1000 or now - ts > window:
             raise BinanceError(-1021, "Timestamp for this request is outside of the recvWindow.")
@@ -485,34 +518,76 @@ class ExchangeEmulator:
     def _exchange_info(self, params: dict[str, str]) -> dict[str, Any]:
         symbols = []
         for m in self.markets.values():
-            symbols.append({
-                "symbol": m.id, "status": m.status, "baseAsset": m.base, "baseAssetPrecision": 8,
-                "quoteAsset": m.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-                "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
-                               "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
-                "icebergAllowed": True, "ocoAllowed": False, "otoAllowed": False,
-                "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": False, "cancelReplaceAllowed": True,
-                "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-                "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": _fmt(m.price_tick), "maxPrice": "1000000.00000000",
-                     "tickSize": _fmt(m.price_tick)},
-                    {"filterType": "LOT_SIZE", "minQty": _fmt(m.min_qty), "maxQty": _fmt(m.max_qty),
-                     "stepSize": _fmt(m.qty_step)},
-                    {"filterType": "NOTIONAL", "minNotional": _fmt(m.min_notional), "applyMinToMarket": True,
-                     "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
-                ],
-                "permissions": [], "permissionSets": [["SPOT"]],
-                "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-                "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
-            })
-        return {"timezone": "UTC", "serverTime": self.now(), "rateLimits": [], "exchangeFilters": [],
-                "symbols": symbols}
+            symbols.append(
+                {
+                    "symbol": m.id,
+                    "status": m.status,
+                    "baseAsset": m.base,
+                    "baseAssetPrecision": 8,
+                    "quoteAsset": m.quote,
+                    "quotePrecision": 8,
+                    "quoteAssetPrecision": 8,
+                    "baseCommissionPrecision": 8,
+                    "quoteCommissionPrecision": 8,
+                    "orderTypes": [
+                        "LIMIT",
+                        "LIMIT_MAKER",
+                        "MARKET",
+                        "STOP_LOSS",
+                        "STOP_LOSS_LIMIT",
+                        "TAKE_PROFIT",
+                        "TAKE_PROFIT_LIMIT",
+                    ],
+                    "icebergAllowed": True,
+                    "ocoAllowed": False,
+                    "otoAllowed": False,
+                    "quoteOrderQtyMarketAllowed": True,
+                    "allowTrailingStop": False,
+                    "cancelReplaceAllowed": True,
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": _fmt(m.price_tick),
+                            "maxPrice": "1000000.00000000",
+                            "tickSize": _fmt(m.price_tick),
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": _fmt(m.min_qty),
+                            "maxQty": _fmt(m.max_qty),
+                            "stepSize": _fmt(m.qty_step),
+                        },
+                        {
+                            "filterType": "NOTIONAL",
+                            "minNotional": _fmt(m.min_notional),
+                            "applyMinToMarket": True,
+                            "maxNotional": "9000000.00000000",
+                            "applyMaxToMarket": False,
+                            "avgPriceMins": 5,
+                        },
+                    ],
+                    "permissions": [],
+                    "permissionSets": [["SPOT"]],
+                    "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                    "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+                }
+            )
+        return {
+            "timezone": "UTC",
+            "serverTime": self.now(),
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": symbols,
+        }
 
     def _market_param(self, params: dict[str, str]) -> Market:
         sid = params.get("symbol", "")
         if not sid:
-            raise BinanceError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+            raise BinanceError(
+                -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
         if sid not in self.markets:
             raise BinanceError(-1121, "Invalid symbol.")
         return self.markets[sid]
@@ -535,20 +610,49 @@ class ExchangeEmulator:
         out = []
         for k in keys:
             o, h, lo, c, v = book[k]
-            out.append([k, _fmt(o), _fmt(h), _fmt(lo), _fmt(c), _fmt(v), k + step - 1, _fmt(v * c), 10,
-                        _fmt(v / 2), _fmt(v * c / 2), "0"])
+            out.append(
+                [
+                    k,
+                    _fmt(o),
+                    _fmt(h),
+                    _fmt(lo),
+                    _fmt(c),
+                    _fmt(v),
+                    k + step - 1,
+                    _fmt(v * c),
+                    10,
+                    _fmt(v / 2),
+                    _fmt(v * c / 2),
+                    "0",
+                ]
+            )
         return out
 
     def _ticker_obj(self, m: Market) -> dict[str, Any]:
         now = self.now()
         bid, ask = m.price - m.spread / 2, m.price + m.spread / 2
         return {
-            "symbol": m.id, "priceChange": "0.00000000", "priceChangePercent": "0.000",
-            "weightedAvgPrice": _fmt(m.price), "prevClosePrice": _fmt(m.price), "lastPrice": _fmt(m.price),
-            "lastQty": "1.00000000", "bidPrice": _fmt(bid), "bidQty": "10.00000000", "askPrice": _fmt(ask),
-            "askQty": "10.00000000", "openPrice": _fmt(m.price), "highPrice": _fmt(m.price),
-            "lowPrice": _fmt(m.price), "volume": "100.00000000", "quoteVolume": _fmt(100 * m.price),
-            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": 100, "count": 100,
+            "symbol": m.id,
+            "priceChange": "0.00000000",
+            "priceChangePercent": "0.000",
+            "weightedAvgPrice": _fmt(m.price),
+            "prevClosePrice": _fmt(m.price),
+            "lastPrice": _fmt(m.price),
+            "lastQty": "1.00000000",
+            "bidPrice": _fmt(bid),
+            "bidQty": "10.00000000",
+            "askPrice": _fmt(ask),
+            "askQty": "10.00000000",
+            "openPrice": _fmt(m.price),
+            "highPrice": _fmt(m.price),
+            "lowPrice": _fmt(m.price),
+            "volume": "100.00000000",
+            "quoteVolume": _fmt(100 * m.price),
+            "openTime": now - 86_400_000,
+            "closeTime": now,
+            "firstId": 1,
+            "lastId": 100,
+            "count": 100,
         }
 
     def _ticker_24hr(self, params: dict[str, str]) -> Any:
@@ -567,8 +671,14 @@ class ExchangeEmulator:
 
     def _book_ticker(self, params: dict[str, str]) -> Any:
         def one(m: Market) -> dict[str, Any]:
-            return {"symbol": m.id, "bidPrice": _fmt(m.price - m.spread / 2), "bidQty": "10.00000000",
-                    "askPrice": _fmt(m.price + m.spread / 2), "askQty": "10.00000000"}
+            return {
+                "symbol": m.id,
+                "bidPrice": _fmt(m.price - m.spread / 2),
+                "bidQty": "10.00000000",
+                "askPrice": _fmt(m.price + m.spread / 2),
+                "askQty": "10.00000000",
+            }
+
         if "symbol" in params:
             return one(self._market_param(params))
         return [one(m) for m in self.markets.values()]
@@ -577,25 +687,42 @@ class ExchangeEmulator:
     def _account(self, params: dict[str, str]) -> dict[str, Any]:
         assets = sorted(set(self.free) | set(self.locked))
         return {
-            "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
+            "makerCommission": 10,
+            "takerCommission": 10,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
             "commissionRates": {"maker": "0.00100000", "taker": "0.00100000", "buyer": "0", "seller": "0"},
-            "canTrade": self.can_trade, "canWithdraw": True, "canDeposit": True, "brokered": False,
-            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self.now(),
-            "accountType": "SPOT", "permissions": ["SPOT"], "uid": 1,
-            "balances": [{"asset": a, "free": _fmt(self.free.get(a, 0.0)), "locked": _fmt(self.locked.get(a, 0.0))}
-                         for a in assets],
+            "canTrade": self.can_trade,
+            "canWithdraw": True,
+            "canDeposit": True,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": self.now(),
+            "accountType": "SPOT",
+            "permissions": ["SPOT"],
+            "uid": 1,
+            "balances": [
+                {"asset": a, "free": _fmt(self.free.get(a, 0.0)), "locked": _fmt(self.locked.get(a, 0.0))}
+                for a in assets
+            ],
         }
 
     def _num(self, params: dict[str, str], name: str, required: bool = True) -> float:
         raw = params.get(name)
         if raw is None or raw == "":
             if required:
-                raise BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+                raise BinanceError(
+                    -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                )
             return 0.0
         try:
             value = float(raw)
         except ValueError:
-            raise BinanceError(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.") from None
+            raise BinanceError(
+                -1100,
+                f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
+            ) from None
         if not math.isfinite(value) or value <= 0:
             raise BinanceError(-1013, f"Invalid {name}.")
         return value
@@ -608,7 +735,11 @@ class ExchangeEmulator:
         return n == n.to_integral_value()
 
     def _round_qty(self, m: Market, qty: float) -> float:
-        d = Decimal(repr(qty)).quantize(Decimal(repr(m.qty_step)), rounding=ROUND_DOWN) if m.qty_step > 0 else qty
+        d = (
+            Decimal(repr(qty)).quantize(Decimal(repr(m.qty_step)), rounding=ROUND_DOWN)
+            if m.qty_step > 0
+            else qty
+        )
         return float(d)
 
     async def _post_order(self, params: dict[str, str]) -> dict[str, Any]:
@@ -619,18 +750,32 @@ class ExchangeEmulator:
         side = params.get("side", "")
         otype = params.get("type", "")
         if side not in ("BUY", "SELL"):
-            raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
-        if otype not in ("MARKET", "LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"):
+            raise BinanceError(
+                -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
+            )
+        if otype not in (
+            "MARKET",
+            "LIMIT",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ):
             raise BinanceError(-1116, "Invalid orderType.")
         client_id = params.get("newClientOrderId") or f"emu{next(self._order_ids)}"
         if not (1 <= len(client_id) <= 36) or not all(ch.isalnum() or ch in "-_" for ch in client_id):
-            raise BinanceError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[a-zA-Z0-9-_]{1,36}$'.")
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[a-zA-Z0-9-_]{1,36}$'.",
+            )
         if any(o.client_id == client_id and o.is_open for o in self.orders.values()):
             raise BinanceError(-2010, "Duplicate order sent.")
         if "quoteOrderQty" in params:
             raise BinanceError(-1013, "emulator: quoteOrderQty orders are not supported; send quantity")
         qty = self._num(params, "quantity")
-        limit_price = self._num(params, "price", required=otype in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"))
+        limit_price = self._num(
+            params, "price", required=otype in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+        )
         stop_price = self._num(params, "stopPrice", required=otype.startswith(("STOP_LOSS", "TAKE_PROFIT")))
         if qty < m.min_qty or qty > m.max_qty or not self._on_step(qty, m.qty_step):
             raise BinanceError(-1013, "Filter failure: LOT_SIZE")
@@ -641,9 +786,20 @@ class ExchangeEmulator:
         if qty * ref_price < m.min_notional:
             raise BinanceError(-1013, "Filter failure: NOTIONAL")
         now = self.now()
-        order = EmuOrder(next(self._order_ids), client_id, m.id, side, otype, qty, limit_price, stop_price,
-                         params.get("timeInForce", "GTC") if otype.endswith("LIMIT") else "GTC", now, updated=now,
-                         working=otype in ("MARKET", "LIMIT"))
+        order = EmuOrder(
+            next(self._order_ids),
+            client_id,
+            m.id,
+            side,
+            otype,
+            qty,
+            limit_price,
+            stop_price,
+            params.get("timeInForce", "GTC") if otype.endswith("LIMIT") else "GTC",
+            now,
+            updated=now,
+            working=otype in ("MARKET", "LIMIT"),
+        )
         # Lock what the order may spend, as Binance does; refuse if the balance does not cover it.
         if side == "BUY":
             asset, need = m.quote, qty * (limit_price or self._exec_price(m, side))
@@ -670,8 +826,16 @@ class ExchangeEmulator:
             raise BinanceError(-2010, "Stop price would trigger immediately.")
         resp = self._order_json(order)
         resp["transactTime"] = now
-        resp["fills"] = [{"price": _fmt(t.price), "qty": _fmt(t.qty), "commission": _fmt(t.commission),
-                          "commissionAsset": t.commission_asset, "tradeId": t.trade_id} for t in fills]
+        resp["fills"] = [
+            {
+                "price": _fmt(t.price),
+                "qty": _fmt(t.qty),
+                "commission": _fmt(t.commission),
+                "commissionAsset": t.commission_asset,
+                "tradeId": t.trade_id,
+            }
+            for t in fills
+        ]
         return resp
 
     async def _post_oco(self, params: dict[str, str]) -> dict[str, Any]:
@@ -682,14 +846,22 @@ class ExchangeEmulator:
         m = self._market_param(params)
         side = params.get("side", "")
         if side not in ("BUY", "SELL"):
-            raise BinanceError(-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+            raise BinanceError(
+                -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
+            )
         qty = self._num(params, "quantity")
         if qty < m.min_qty or qty > m.max_qty or not self._on_step(qty, m.qty_step):
             raise BinanceError(-1013, "Filter failure: LOT_SIZE")
         legs = []
         for pos in ("above", "below"):
             otype = params.get(f"{pos}Type", "")
-            if otype not in ("LIMIT_MAKER", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"):
+            if otype not in (
+                "LIMIT_MAKER",
+                "STOP_LOSS",
+                "STOP_LOSS_LIMIT",
+                "TAKE_PROFIT",
+                "TAKE_PROFIT_LIMIT",
+            ):
                 raise BinanceError(-1116, f"Invalid {pos}Type.")
             price = self._num(params, f"{pos}Price", required=otype.endswith(("LIMIT", "LIMIT_MAKER")))
             stop = self._num(params, f"{pos}StopPrice", required=otype.startswith(("STOP", "TAKE")))
@@ -718,16 +890,35 @@ class ExchangeEmulator:
         now = self.now()
         made = []
         for otype, price, stop, cid in legs:
-            made.append(EmuOrder(next(self._order_ids), cid, m.id, side, otype, qty, price, stop, "GTC", now,
-                                 updated=now, working=otype == "LIMIT_MAKER", list_id=list_id))
+            made.append(
+                EmuOrder(
+                    next(self._order_ids),
+                    cid,
+                    m.id,
+                    side,
+                    otype,
+                    qty,
+                    price,
+                    stop,
+                    "GTC",
+                    now,
+                    updated=now,
+                    working=otype == "LIMIT_MAKER",
+                    list_id=list_id,
+                )
+            )
         made[0].sibling, made[1].sibling = made[1].order_id, made[0].order_id
         for o in made:
             self.orders[o.order_id] = o
             await self._push_execution(o, "NEW")
         return {
-            "orderListId": list_id, "contingencyType": "OCO", "listStatusType": "EXEC_STARTED",
-            "listOrderStatus": "EXECUTING", "listClientOrderId": params.get("listClientOrderId") or f"list{list_id}",
-            "transactionTime": now, "symbol": m.id,
+            "orderListId": list_id,
+            "contingencyType": "OCO",
+            "listStatusType": "EXEC_STARTED",
+            "listOrderStatus": "EXECUTING",
+            "listClientOrderId": params.get("listClientOrderId") or f"list{list_id}",
+            "transactionTime": now,
+            "symbol": m.id,
             "orders": [{"symbol": m.id, "orderId": o.order_id, "clientOrderId": o.client_id} for o in made],
             "orderReports": [self._order_json(o) for o in made],
         }
@@ -788,10 +979,16 @@ class ExchangeEmulator:
         if "orderId" in params:
             o = self.orders.get(int(params["orderId"]))
         elif "origClientOrderId" in params:
-            found = [x for x in self.orders.values() if x.client_id == params["origClientOrderId"] and x.symbol_id == m.id]
+            found = [
+                x
+                for x in self.orders.values()
+                if x.client_id == params["origClientOrderId"] and x.symbol_id == m.id
+            ]
             o = found[-1] if found else None
         else:
-            raise BinanceError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            raise BinanceError(
+                -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         if o is None or o.symbol_id != m.id:
             raise BinanceError(-2013, "Order does not exist.")
         return o
@@ -835,7 +1032,11 @@ class ExchangeEmulator:
         sid = params.get("symbol")
         if sid is not None:
             self._market_param(params)
-        return [self._order_json(o) for o in self.orders.values() if o.is_open and (sid is None or o.symbol_id == sid)]
+        return [
+            self._order_json(o)
+            for o in self.orders.values()
+            if o.is_open and (sid is None or o.symbol_id == sid)
+        ]
 
     def _all_orders(self, params: dict[str, str]) -> list[dict[str, Any]]:
         m = self._market_param(params)
@@ -851,20 +1052,47 @@ class ExchangeEmulator:
             if t.symbol_id != m.id or (oid is not None and t.order_id != oid) or t.time < start:
                 continue
             o = self.orders[t.order_id]
-            out.append({"symbol": t.symbol_id, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1,
-                        "price": _fmt(t.price), "qty": _fmt(t.qty), "quoteQty": _fmt(t.price * t.qty),
-                        "commission": _fmt(t.commission), "commissionAsset": t.commission_asset, "time": t.time,
-                        "isBuyer": o.side == "BUY", "isMaker": t.maker, "isBestMatch": True})
+            out.append(
+                {
+                    "symbol": t.symbol_id,
+                    "id": t.trade_id,
+                    "orderId": t.order_id,
+                    "orderListId": -1,
+                    "price": _fmt(t.price),
+                    "qty": _fmt(t.qty),
+                    "quoteQty": _fmt(t.price * t.qty),
+                    "commission": _fmt(t.commission),
+                    "commissionAsset": t.commission_asset,
+                    "time": t.time,
+                    "isBuyer": o.side == "BUY",
+                    "isMaker": t.maker,
+                    "isBestMatch": True,
+                }
+            )
         return out[:limit]
 
     def _order_json(self, o: EmuOrder) -> dict[str, Any]:
         return {
-            "symbol": o.symbol_id, "orderId": o.order_id, "orderListId": o.list_id, "clientOrderId": o.client_id,
-            "price": _fmt(o.price), "origQty": _fmt(o.qty), "executedQty": _fmt(o.executed),
-            "cummulativeQuoteQty": _fmt(o.quote_executed), "status": o.status, "timeInForce": o.time_in_force,
-            "type": o.type, "side": o.side, "stopPrice": _fmt(o.stop_price), "icebergQty": "0.00000000",
-            "time": o.created, "updateTime": o.updated, "isWorking": o.working, "workingTime": o.created,
-            "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER",
+            "symbol": o.symbol_id,
+            "orderId": o.order_id,
+            "orderListId": o.list_id,
+            "clientOrderId": o.client_id,
+            "price": _fmt(o.price),
+            "origQty": _fmt(o.qty),
+            "executedQty": _fmt(o.executed),
+            "cummulativeQuoteQty": _fmt(o.quote_executed),
+            "status": o.status,
+            "timeInForce": o.time_in_force,
+            "type": o.type,
+            "side": o.side,
+            "stopPrice": _fmt(o.stop_price),
+            "icebergQty": "0.00000000",
+            "time": o.created,
+            "updateTime": o.updated,
+            "isWorking": o.working,
+            "workingTime": o.created,
+            "origQuoteOrderQty": "0.00000000",
+            "selfTradePreventionMode": "EXPIRE_MAKER",
         }
 
     # -- websockets ---------------------------------------------------------------------------------
@@ -911,17 +1139,26 @@ class ExchangeEmulator:
                 try:
                     req = json.loads(msg.data)
                 except ValueError:
-                    await ws.send_json({"id": None, "status": 400, "error": {"code": -1000, "msg": "Invalid JSON"}})
+                    await ws.send_json(
+                        {"id": None, "status": 400, "error": {"code": -1000, "msg": "Invalid JSON"}}
+                    )
                     continue
                 rid, method, params = req.get("id"), req.get("method"), dict(req.get("params") or {})
                 if method != "userDataStream.subscribe.signature":
-                    await ws.send_json({"id": rid, "status": 400,
-                                        "error": {"code": -1000, "msg": f"emulator does not implement {method}"}})
+                    await ws.send_json(
+                        {
+                            "id": rid,
+                            "status": 400,
+                            "error": {"code": -1000, "msg": f"emulator does not implement {method}"},
+                        }
+                    )
                     continue
                 try:
                     self._check_ws_signature(params)
                 except BinanceError as exc:
-                    await ws.send_json({"id": rid, "status": exc.http_status, "error": {"code": exc.code, "msg": exc.msg}})
+                    await ws.send_json(
+                        {"id": rid, "status": exc.http_status, "error": {"code": exc.code, "msg": exc.msg}}
+                    )
                     continue
                 sub = _UserSub(ws, next(self._sub_ids))
                 self._user_subs.append(sub)
@@ -991,16 +1228,44 @@ class ExchangeEmulator:
         now = self.now()
         lid = m.id.lower()
         ticker = self._ticker_obj(m)
-        tmsg = {"e": "24hrTicker", "E": now, "s": m.id, "p": ticker["priceChange"], "P": ticker["priceChangePercent"],
-                "w": ticker["weightedAvgPrice"], "x": ticker["prevClosePrice"], "c": ticker["lastPrice"],
-                "Q": ticker["lastQty"], "b": ticker["bidPrice"], "B": ticker["bidQty"], "a": ticker["askPrice"],
-                "A": ticker["askQty"], "o": ticker["openPrice"], "h": ticker["highPrice"], "l": ticker["lowPrice"],
-                "v": ticker["volume"], "q": ticker["quoteVolume"], "O": ticker["openTime"], "C": now,
-                "F": 1, "L": 100, "n": 100}
+        tmsg = {
+            "e": "24hrTicker",
+            "E": now,
+            "s": m.id,
+            "p": ticker["priceChange"],
+            "P": ticker["priceChangePercent"],
+            "w": ticker["weightedAvgPrice"],
+            "x": ticker["prevClosePrice"],
+            "c": ticker["lastPrice"],
+            "Q": ticker["lastQty"],
+            "b": ticker["bidPrice"],
+            "B": ticker["bidQty"],
+            "a": ticker["askPrice"],
+            "A": ticker["askQty"],
+            "o": ticker["openPrice"],
+            "h": ticker["highPrice"],
+            "l": ticker["lowPrice"],
+            "v": ticker["volume"],
+            "q": ticker["quoteVolume"],
+            "O": ticker["openTime"],
+            "C": now,
+            "F": 1,
+            "L": 100,
+            "n": 100,
+        }
         for ws in list(self._public_subs.get(f"{lid}@ticker", ())):
             await self._send(ws, tmsg)
-        mini = {"e": "24hrMiniTicker", "E": now, "s": m.id, "c": tmsg["c"], "o": tmsg["o"], "h": tmsg["h"],
-                "l": tmsg["l"], "v": tmsg["v"], "q": tmsg["q"]}
+        mini = {
+            "e": "24hrMiniTicker",
+            "E": now,
+            "s": m.id,
+            "c": tmsg["c"],
+            "o": tmsg["o"],
+            "h": tmsg["h"],
+            "l": tmsg["l"],
+            "v": tmsg["v"],
+            "q": tmsg["q"],
+        }
         for ws in list(self._public_subs.get(f"{lid}@miniTicker", ())):
             await self._send(ws, mini)
         for stream, subs in list(self._public_subs.items()):
@@ -1018,23 +1283,74 @@ class ExchangeEmulator:
             bar[2] = min(bar[2], m.price)
             bar[3] = m.price
             bar[4] += 1.0
-            kmsg = {"e": "kline", "E": now, "s": m.id, "k": {
-                "t": start, "T": start + step - 1, "s": m.id, "i": interval, "f": 1, "L": 2,
-                "o": _fmt(bar[0]), "c": _fmt(bar[3]), "h": _fmt(bar[1]), "l": _fmt(bar[2]), "v": _fmt(bar[4]),
-                "n": 2, "x": False, "q": _fmt(bar[4] * m.price), "V": "0", "Q": "0", "B": "0"}}
+            kmsg = {
+                "e": "kline",
+                "E": now,
+                "s": m.id,
+                "k": {
+                    "t": start,
+                    "T": start + step - 1,
+                    "s": m.id,
+                    "i": interval,
+                    "f": 1,
+                    "L": 2,
+                    "o": _fmt(bar[0]),
+                    "c": _fmt(bar[3]),
+                    "h": _fmt(bar[1]),
+                    "l": _fmt(bar[2]),
+                    "v": _fmt(bar[4]),
+                    "n": 2,
+                    "x": False,
+                    "q": _fmt(bar[4] * m.price),
+                    "V": "0",
+                    "Q": "0",
+                    "B": "0",
+                },
+            }
             for ws in list(subs):
                 await self._send(ws, kmsg)
 
-    async def push_kline(self, symbol: str, interval: str, ts: int, o: float, h: float, lo: float, c: float,
-                         v: float, *, closed: bool = True) -> None:
+    async def push_kline(
+        self,
+        symbol: str,
+        interval: str,
+        ts: int,
+        o: float,
+        h: float,
+        lo: float,
+        c: float,
+        v: float,
+        *,
+        closed: bool = True,
+    ) -> None:
         """Send one kline event for ``ts`` to subscribers (and store it), independent of the clock."""
         m = self.market(symbol)
         step = interval_ms(interval)
         self.klines.setdefault((m.id, interval), {})[ts] = [o, h, lo, c, v]
-        kmsg = {"e": "kline", "E": ts + step - 1, "s": m.id, "k": {
-            "t": ts, "T": ts + step - 1, "s": m.id, "i": interval, "f": 1, "L": 2, "o": _fmt(o), "c": _fmt(c),
-            "h": _fmt(h), "l": _fmt(lo), "v": _fmt(v), "n": 2, "x": closed, "q": _fmt(v * c), "V": "0", "Q": "0",
-            "B": "0"}}
+        kmsg = {
+            "e": "kline",
+            "E": ts + step - 1,
+            "s": m.id,
+            "k": {
+                "t": ts,
+                "T": ts + step - 1,
+                "s": m.id,
+                "i": interval,
+                "f": 1,
+                "L": 2,
+                "o": _fmt(o),
+                "c": _fmt(c),
+                "h": _fmt(h),
+                "l": _fmt(lo),
+                "v": _fmt(v),
+                "n": 2,
+                "x": closed,
+                "q": _fmt(v * c),
+                "V": "0",
+                "Q": "0",
+                "B": "0",
+            },
+        }
         for ws in list(self._public_subs.get(f"{m.id.lower()}@kline_{interval}", ())):
             await self._send(ws, kmsg)
 
@@ -1051,15 +1367,40 @@ class ExchangeEmulator:
             return
         now = self.now()
         ev = {
-            "e": "executionReport", "E": now, "s": o.symbol_id, "c": o.client_id, "S": o.side, "o": o.type,
-            "f": o.time_in_force, "q": _fmt(o.qty), "p": _fmt(o.price), "P": _fmt(o.stop_price), "F": "0.00000000",
-            "g": o.list_id, "C": o.client_id if exec_type == "CANCELED" else "", "x": exec_type, "X": o.status, "r": "NONE",
-            "i": o.order_id, "l": _fmt(trade.qty if trade else 0.0), "z": _fmt(o.executed),
-            "L": _fmt(trade.price if trade else 0.0), "n": _fmt(trade.commission if trade else 0.0),
-            "N": trade.commission_asset if trade else None, "T": trade.time if trade else now,
-            "t": trade.trade_id if trade else -1, "v": 0, "I": next(self._trade_ids), "w": o.is_open and o.working,
-            "m": bool(trade.maker) if trade else False, "M": False, "O": o.created, "Z": _fmt(o.quote_executed),
-            "Y": _fmt(trade.price * trade.qty if trade else 0.0), "Q": "0.00000000", "W": o.created,
+            "e": "executionReport",
+            "E": now,
+            "s": o.symbol_id,
+            "c": o.client_id,
+            "S": o.side,
+            "o": o.type,
+            "f": o.time_in_force,
+            "q": _fmt(o.qty),
+            "p": _fmt(o.price),
+            "P": _fmt(o.stop_price),
+            "F": "0.00000000",
+            "g": o.list_id,
+            "C": o.client_id if exec_type == "CANCELED" else "",
+            "x": exec_type,
+            "X": o.status,
+            "r": "NONE",
+            "i": o.order_id,
+            "l": _fmt(trade.qty if trade else 0.0),
+            "z": _fmt(o.executed),
+            "L": _fmt(trade.price if trade else 0.0),
+            "n": _fmt(trade.commission if trade else 0.0),
+            "N": trade.commission_asset if trade else None,
+            "T": trade.time if trade else now,
+            "t": trade.trade_id if trade else -1,
+            "v": 0,
+            "I": next(self._trade_ids),
+            "w": o.is_open and o.working,
+            "m": bool(trade.maker) if trade else False,
+            "M": False,
+            "O": o.created,
+            "Z": _fmt(o.quote_executed),
+            "Y": _fmt(trade.price * trade.qty if trade else 0.0),
+            "Q": "0.00000000",
+            "W": o.created,
             "V": "EXPIRE_MAKER",
         }
         for sub in list(self._user_subs):

@@ -17,20 +17,33 @@ REPO = Path(__file__).resolve().parents[2]
 def _csv(path: Path, n: int = 3000) -> Path:
     s = make_series(n, seed=4)
     rows = ["ts,open,high,low,close,volume"]
-    rows += [f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r}" for t, o, h, lo, c, v in
-             zip(s.ts.tolist(), s.open.tolist(), s.high.tolist(), s.low.tolist(), s.close.tolist(),
-                 s.volume.tolist(), strict=True)]
+    rows += [
+        f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r}"
+        for t, o, h, lo, c, v in zip(
+            s.ts.tolist(),
+            s.open.tolist(),
+            s.high.tolist(),
+            s.low.tolist(),
+            s.close.tolist(),
+            s.volume.tolist(),
+            strict=True,
+        )
+    ]
     path.write_text("\n".join(rows) + "\n")
     return path
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stratkernel.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "stratkernel.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_backtest_json_summary(tmp_path: Path) -> None:
     data = _csv(tmp_path / "bars.csv")
-    out = _run("backtest", "sma_cross", "--data", str(data), "--json", "-p", "fast=5", "-p", "slow=20", cwd=tmp_path)
+    out = _run(
+        "backtest", "sma_cross", "--data", str(data), "--json", "-p", "fast=5", "-p", "slow=20", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["bars"] == 3000 and summary["params"]["fast"] == 5

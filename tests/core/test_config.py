@@ -31,8 +31,9 @@ def test_embedded_defaults(clean_env: None, tmp_path: Path, monkeypatch: pytest.
         ("[[strategies]]\nname = 'a b'\nstrategy = 'x'\n", "strategies.0.name", "pattern"),
     ],
 )
-def test_bad_values_are_refused_with_field_and_allowed(clean_env: None, tmp_path: Path, toml: str, field: str,
-                                                       hint: str) -> None:
+def test_bad_values_are_refused_with_field_and_allowed(
+    clean_env: None, tmp_path: Path, toml: str, field: str, hint: str
+) -> None:
     path = tmp_path / "c.toml"
     path.write_text(toml)
     with pytest.raises(ConfigError) as info:
@@ -62,4 +63,6 @@ def test_configuration_reference_is_current() -> None:
     from stratkernel.core.configdoc import render
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    assert doc == render(), "docs/configuration.md is stale: python -m stratkernel.core.configdoc > docs/configuration.md"
+    assert doc == render(), (
+        "docs/configuration.md is stale: python -m stratkernel.core.configdoc > docs/configuration.md"
+    )

@@ -62,7 +62,9 @@ async def test_halted_denies_everything_and_reducing_only_reductions(tmp_path: P
         assert kernel.portfolio.position("X").qty == 2
         await kernel.set_trading_state(TradingState.REDUCING, "test")
         assert (await kernel.submit(req(qty=1, stop_loss=90.0))).code == "reducing_only"
-        assert (await kernel.submit(req("sell", qty=3, stop_loss=110.0))).code == "reducing_only"  # would flip
+        assert (
+            await kernel.submit(req("sell", qty=3, stop_loss=110.0))
+        ).code == "reducing_only"  # would flip
         assert (await kernel.submit(req("sell", qty=1))).approved  # reduces: no stop needed
         await kernel.set_trading_state(TradingState.HALTED, "kill switch")
         assert (await kernel.submit(req("sell", qty=1))).code == "halted"

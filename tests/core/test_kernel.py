@@ -14,7 +14,9 @@ from stratkernel.core.model import Side
 from stratkernel.testing import kernel_with, make_series, plugin_host
 
 
-def reference_sma_cross(s: BarSeries, fast: int, slow: int, spread_bps: float = 2.0) -> list[tuple[int, str, float]]:
+def reference_sma_cross(
+    s: BarSeries, fast: int, slow: int, spread_bps: float = 2.0
+) -> list[tuple[int, str, float]]:
     """The same strategy as a plain loop: long/flat, fills at the next bar's open, half-spread slippage."""
     c = s.close
     f = np.convolve(c, np.ones(fast) / fast, "valid")
@@ -44,8 +46,9 @@ def reference_sma_cross(s: BarSeries, fast: int, slow: int, spread_bps: float = 
 async def test_backtest_matches_an_independent_plain_loop() -> None:
     s = make_series(5000, seed=11)
     # a wide stop so only crossovers trade, as in the plain loop
-    res = await run_backtest_async("sma_cross", s, params={"fast": 10, "slow": 30, "stop_pct": 50.0},
-                                   plugins=plugin_host())
+    res = await run_backtest_async(
+        "sma_cross", s, params={"fast": 10, "slow": 30, "stop_pct": 50.0}, plugins=plugin_host()
+    )
     ours = [(f.ts, f.side.value, f.price) for f in res.fills if f.role != "stop_loss"]
     ref = reference_sma_cross(s, 10, 30)
     assert len(ref) > 50
@@ -124,6 +127,8 @@ async def test_open_order_index_follows_fills() -> None:
     kernel = await kernel_with()
     kernel.add_strategy("x", "sma_cross", params={"stop_pct": 50.0})
     await kernel.run_backtest(s)
-    truly_open = sorted(o.id for o in kernel.orders.values() if o.request.strategy == "x" and o.status.is_open)
+    truly_open = sorted(
+        o.id for o in kernel.orders.values() if o.request.strategy == "x" and o.status.is_open
+    )
     assert len(kernel.fill_log) > 20
     assert kernel.open_order_ids("x") == truly_open

@@ -34,7 +34,11 @@ def test_write_read_roundtrip_partitioned_by_symbol_and_day(tmp_path: Path) -> N
     rep = store.write_bars(hourly("BTC/USDT", 3))
     assert (rep.rows, rep.added, rep.replaced) == (72, 72, 0)
     assert rep.days == ["2024-03-01", "2024-03-02", "2024-03-03"]
-    assert store.day_file("bars", "BTC/USDT", "2024-03-02", ).is_file()
+    assert store.day_file(
+        "bars",
+        "BTC/USDT",
+        "2024-03-02",
+    ).is_file()
     assert (tmp_path / "bars" / "symbol=BTC%2FUSDT" / "date=2024-03-02" / "part.parquet").is_file()
     assert store.symbols() == ["BTC/USDT"]
     back = store.read_bars("BTC/USDT")
@@ -146,8 +150,12 @@ def test_prune_by_keep_days_and_before(tmp_path: Path) -> None:
     dry = store.prune(keep_days=2, now_ms=now, dry_run=True)
     assert len(dry.removed) == 4 and store.days("bars", "X")[0] == "2024-03-01"
     rep = store.prune(keep_days=2, now_ms=now)
-    assert sorted(rep.removed) == [("bars", "X", "2024-03-01"), ("bars", "X", "2024-03-02"),
-                                   ("bars", "X", "2024-03-03"), ("ticks", "X", "2024-03-01")]
+    assert sorted(rep.removed) == [
+        ("bars", "X", "2024-03-01"),
+        ("bars", "X", "2024-03-02"),
+        ("bars", "X", "2024-03-03"),
+        ("ticks", "X", "2024-03-01"),
+    ]
     assert rep.bytes_freed > 0
     assert store.days("bars", "X") == ["2024-03-04", "2024-03-05"]
     assert store.symbols("ticks") == []
@@ -155,7 +163,9 @@ def test_prune_by_keep_days_and_before(tmp_path: Path) -> None:
     assert store.days("bars", "X") == ["2024-03-05"]
     with pytest.raises(ConfigError, match="keep_days"):
         store.prune()
-    assert MarketStore(tmp_path, retention_days=1).prune(now_ms=now + MS_PER_DAY).removed == [("bars", "X", "2024-03-05")]
+    assert MarketStore(tmp_path, retention_days=1).prune(now_ms=now + MS_PER_DAY).removed == [
+        ("bars", "X", "2024-03-05")
+    ]
 
 
 def test_store_data_source_through_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,9 +194,16 @@ def test_cli_download_list_prune_and_backtest(tmp_path: Path, monkeypatch: pytes
     out = json.loads(r.output)
     assert out["symbols"] == [{"symbol": "SYNTH-USD", "rows": 4320, "added": 4320, "replaced": 0, "days": 3}]
     # again, a range only: everything is already there
-    r = runner.invoke(main, ["data", "download", uri, "--start", "2024-01-02", "--end", "2024-01-02", "--json"])
-    assert json.loads(r.output)["symbols"][0] == {"symbol": "SYNTH-USD", "rows": 1440, "added": 0,
-                                                   "replaced": 1440, "days": 1}
+    r = runner.invoke(
+        main, ["data", "download", uri, "--start", "2024-01-02", "--end", "2024-01-02", "--json"]
+    )
+    assert json.loads(r.output)["symbols"][0] == {
+        "symbol": "SYNTH-USD",
+        "rows": 1440,
+        "added": 0,
+        "replaced": 1440,
+        "days": 1,
+    }
     r = runner.invoke(main, ["data", "list", "--json"])
     (row,) = json.loads(r.output)["symbols"]
     assert (row["symbol"], row["rows"], row["days"]) == ("SYNTH-USD", 4320, 3) and row["bytes"] > 0
@@ -194,9 +211,12 @@ def test_cli_download_list_prune_and_backtest(tmp_path: Path, monkeypatch: pytes
     assert "SYNTH-USD" in runner.invoke(main, ["data", "list"]).output
     # the bars equal what the source produced
     stored = MarketStore(tmp_path / "dd" / "market").read_bars("SYNTH-USD")
-    np.testing.assert_array_equal(stored.close, generate_bars(4320, symbol="SYNTH-USD",
-                                                              start_ms=to_ms("2024-01-01T00:00:00Z")).close)
-    r = runner.invoke(main, ["backtest", "sma_cross", "--data", "store:SYNTH-USD:2024-01-02:2024-01-02", "--json"])
+    np.testing.assert_array_equal(
+        stored.close, generate_bars(4320, symbol="SYNTH-USD", start_ms=to_ms("2024-01-01T00:00:00Z")).close
+    )
+    r = runner.invoke(
+        main, ["backtest", "sma_cross", "--data", "store:SYNTH-USD:2024-01-02:2024-01-02", "--json"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["bars"] == 1440
     r = runner.invoke(main, ["data", "prune", "--before", "2024-01-03", "--json"])
@@ -263,7 +283,14 @@ async def test_record_stream_from_the_synthetic_source_stops_at_max_items(tmp_pa
 def test_cli_record(tmp_path: Path) -> None:
     runner = CliRunner()
     root = str(tmp_path / "m")
-    r = runner.invoke(main, ["data", "record", "synthetic:speed=0", "--items", "10", "--root", root, "--json"])
+    r = runner.invoke(
+        main, ["data", "record", "synthetic:speed=0", "--items", "10", "--root", root, "--json"]
+    )
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.strip().splitlines()[-1]) == {"bars": 5, "ticks": 5, "refused": 0, "last_error": None}
+    assert json.loads(r.output.strip().splitlines()[-1]) == {
+        "bars": 5,
+        "ticks": 5,
+        "refused": 0,
+        "last_error": None,
+    }
     assert MarketStore(root).symbols("ticks") == ["SYNTH-USD"]

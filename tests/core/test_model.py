@@ -93,8 +93,9 @@ class SneakyStr(str):
 
 
 def test_untrusted_order_requires_exact_types() -> None:
-    ok = order_request_from_untrusted({"side": "buy", "qty": 2, "stop_loss": 9.5}, strategy="s", source="script",
-                                      default_symbol="X")
+    ok = order_request_from_untrusted(
+        {"side": "buy", "qty": 2, "stop_loss": 9.5}, strategy="s", source="script", default_symbol="X"
+    )
     assert ok.side is Side.BUY and ok.qty == 2.0 and ok.type is OrderType.MARKET and ok.symbol == "X"
     for raw, field in [
         ({"side": "buy", "qty": SneakyFloat(1.0)}, "qty"),

@@ -122,8 +122,10 @@ async def test_brackets_grow_with_each_partial_fill_and_protect_only_what_filled
     assert {r: x.request.qty for r, x in legs.items()} == {"stop_loss": 10.0, "take_profit": 10.0}
     assert legs["stop_loss"].id == "e.sl" and legs["take_profit"].id == "e.tp"
     b.on_market(bar(2, 10, 10.5, 9.9, 10.1, v=100.0))  # 10 more: the same legs grow to 20
-    assert {x.role: x.request.qty for x in await b.open_orders() if x.role != "entry"} == \
-        {"stop_loss": 20.0, "take_profit": 20.0}
+    assert {x.role: x.request.qty for x in await b.open_orders() if x.role != "entry"} == {
+        "stop_loss": 20.0,
+        "take_profit": 20.0,
+    }
     # the price runs away from the entry limit and hits the stop: the stop closes the 20 held
     b.on_market(bar(3, 9.0, 9.0, 7.5, 7.8, v=0.0))  # no volume: the entry cannot fill, the stop can
     sl_fill = ev.fills[-1]
@@ -135,8 +137,10 @@ async def test_brackets_grow_with_each_partial_fill_and_protect_only_what_filled
     b.on_market(bar(4, 9.0, 10.0, 8.8, 9.5, v=1000.0))
     assert o.status is OrderStatus.FILLED
     new_legs = {x.role: x for x in await b.open_orders()}
-    assert {r: (x.id, x.request.qty) for r, x in new_legs.items()} == {"stop_loss": ("e.sl2", 10.0),
-                                                                         "take_profit": ("e.tp2", 10.0)}
+    assert {r: (x.id, x.request.qty) for r, x in new_legs.items()} == {
+        "stop_loss": ("e.sl2", 10.0),
+        "take_profit": ("e.tp2", 10.0),
+    }
 
 
 async def test_take_profit_partial_fill_keeps_the_stop(ev: Events) -> None:
@@ -156,7 +160,9 @@ async def test_take_profit_partial_fill_keeps_the_stop(ev: Events) -> None:
     assert await b.positions() == [] and await b.open_orders() == []
 
 
-async def test_latency_delays_eligibility_to_the_first_bar_at_or_after_decision_plus_latency(ev: Events) -> None:
+async def test_latency_delays_eligibility_to_the_first_bar_at_or_after_decision_plus_latency(
+    ev: Events,
+) -> None:
     b = PaperBroker(ev, latency_ms=150, slippage=SpreadSlippage(0.0))
     b.on_market(bar(0, 10, 10, 10, 10))
     o = order("m", Side.BUY, 1.0, created=0)
@@ -229,14 +235,14 @@ def test_factory_builds_the_models() -> None:
     assert _factory({}, Events()).fill_model == FullFill()
 
 
-LIMIT_SCRIPT = '''
+LIMIT_SCRIPT = """
 PARAMS = {"qty": {"default": 30.0, "min": 0.1, "max": 1000.0}}
 
 
 def on_bar(ctx, bar):
     if ctx.bar_index == 0:
         ctx.buy(ctx.params["qty"], type="limit", limit_price=bar.close, stop_loss=bar.close * 0.9)
-'''
+"""
 
 
 def _series(n: int = 40) -> BarSeries:
@@ -248,9 +254,14 @@ def _series(n: int = 40) -> BarSeries:
 def test_backtest_with_partial_fills_and_latency_through_the_kernel(tmp_path: Path) -> None:
     path = tmp_path / "limit_once.py"
     path.write_text(LIMIT_SCRIPT)
-    cfg = KernelConfig(strategies=[], data_dir=str(tmp_path),
-                       broker={"name": "paper", "options": {"partial_fills": True, "participation": 0.2,
-                                                            "latency_ms": 120_000}})
+    cfg = KernelConfig(
+        strategies=[],
+        data_dir=str(tmp_path),
+        broker={
+            "name": "paper",
+            "options": {"partial_fills": True, "participation": 0.2, "latency_ms": 120_000},
+        },
+    )
     res = run_backtest(str(path), _series(), config=cfg)
     assert res.failure is None
     # decision at bar 0 (ts 0); eligible from ts >= 120000 = bar 2; 20% of 50 = 10 per bar -> bars 2, 3, 4
@@ -261,25 +272,30 @@ def test_backtest_with_partial_fills_and_latency_through_the_kernel(tmp_path: Pa
     assert [(f.ts, f.qty) for f in res0.fills] == [(60_000, 30.0)]
 
 
-CLOSE_WHEN_FULL = '''
+CLOSE_WHEN_FULL = """
 def on_bar(ctx, bar):
     if ctx.bar_index == 0:
         ctx.buy(30.0, type="limit", limit_price=bar.close, stop_loss=bar.close * 0.9)
     elif ctx.position.qty >= 30.0 and not ctx.state.get("closed"):
         ctx.state["closed"] = ctx.bar_index
         ctx.close()
-'''
+"""
 
 
 def test_sandboxed_script_sees_each_partial_fill_before_deciding(tmp_path: Path) -> None:
     path = tmp_path / "close_when_full.py"
     path.write_text(CLOSE_WHEN_FULL)
-    cfg = KernelConfig(strategies=[], data_dir=str(tmp_path),
-                       broker={"name": "paper", "options": {"participation": 0.2, "latency_ms": 120_000}})
+    cfg = KernelConfig(
+        strategies=[],
+        data_dir=str(tmp_path),
+        broker={"name": "paper", "options": {"participation": 0.2, "latency_ms": 120_000}},
+    )
     res = run_backtest(str(path), _series(), config=cfg)
     assert res.failure is None
     # entry parts at bars 2, 3, 4; the script sees 30 held at bar 4 and closes; latency: fills at bar 6
     assert [(f.ts, f.side, f.qty, f.role) for f in res.fills] == [
-        (120_000, Side.BUY, 10.0, "entry"), (180_000, Side.BUY, 10.0, "entry"), (240_000, Side.BUY, 10.0, "entry"),
+        (120_000, Side.BUY, 10.0, "entry"),
+        (180_000, Side.BUY, 10.0, "entry"),
+        (240_000, Side.BUY, 10.0, "entry"),
         (360_000, Side.SELL, 30.0, "close"),
     ]

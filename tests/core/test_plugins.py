@@ -39,35 +39,40 @@ def _fake_distribution(root: Path, name: str, entry_points: dict[str, str], modu
         (root / f"{mod}.py").write_text(textwrap.dedent(src))
 
 
-def test_broken_plugins_are_reported_by_name_and_the_rest_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                               ) -> None:
-    _fake_distribution(tmp_path, "sk-broken", {
-        "crashes": "sk_crashes",
-        "misspelt": "sk_misspelt",
-        "badsig": "sk_badsig",
-        "dupe": "sk_dupe",
-        "good": "sk_good",
-    }, {
-        "sk_crashes": "raise RuntimeError('cannot import me')\n",
-        "sk_misspelt": """
+def test_broken_plugins_are_reported_by_name_and_the_rest_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_distribution(
+        tmp_path,
+        "sk-broken",
+        {
+            "crashes": "sk_crashes",
+            "misspelt": "sk_misspelt",
+            "badsig": "sk_badsig",
+            "dupe": "sk_dupe",
+            "good": "sk_good",
+        },
+        {
+            "sk_crashes": "raise RuntimeError('cannot import me')\n",
+            "sk_misspelt": """
             from stratkernel import hookimpl
             @hookimpl
             def register_indicatorz(register):
                 return None
         """,
-        "sk_badsig": """
+            "sk_badsig": """
             from stratkernel import hookimpl
             @hookimpl
             def register_brokers(register, surprise):
                 return None
         """,
-        "sk_dupe": """
+            "sk_dupe": """
             from stratkernel import hookimpl
             @hookimpl
             def register_brokers(register):
                 register("paper", lambda config, events: None)
         """,
-        "sk_good": """
+            "sk_good": """
             import numpy as np
             from stratkernel import hookimpl, IndicatorSpec
             class Inc:
@@ -77,11 +82,14 @@ def test_broken_plugins_are_reported_by_name_and_the_rest_load(tmp_path: Path, m
             def register_indicators(register):
                 register(IndicatorSpec("ident", (), lambda s: (s.close.copy(),), Inc))
         """,
-    })
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     host = load_plugins()
     failures = {f.plugin: f for f in host.failures}
-    assert "cannot import me" in failures["crashes"].reason and failures["crashes"].distribution == "sk-broken"
+    assert (
+        "cannot import me" in failures["crashes"].reason and failures["crashes"].distribution == "sk-broken"
+    )
     assert "register_indicatorz" in failures["misspelt"].reason
     assert "surprise" in failures["badsig"].reason
     assert "already registered by paper (stratkernel)" in failures["dupe"].reason
@@ -103,8 +111,13 @@ def test_register_hooks_validate_what_they_receive() -> None:
 
 
 def test_plugins_cli_json_lists_components_and_failures() -> None:
-    out = subprocess.run([sys.executable, "-m", "stratkernel.cli", "plugins", "--json"], capture_output=True,
-                         text=True, check=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "stratkernel.cli", "plugins", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
     data = json.loads(out.stdout)
     kinds = {(c["kind"], c["name"]) for p in data["plugins"] for c in p["components"]}
     assert ("broker", "paper") in kinds and ("indicator", "rsi") in kinds
@@ -115,8 +128,9 @@ def test_plugins_cli_json_lists_components_and_failures() -> None:
 @pytest.mark.slow
 def test_example_package_installs_and_is_found_through_its_entry_point(tmp_path: Path) -> None:
     pkg = REPO / "examples" / "stratkernel-example-plugin"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(pkg)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(pkg)], check=True, capture_output=True
+    )
     # a fresh interpreter sees what an installed package contributes, as a user's would
     script = textwrap.dedent(f"""
         import json
@@ -142,7 +156,7 @@ def test_example_package_installs_and_is_found_through_its_entry_point(tmp_path:
 
         host = plugin_host(P())
         reg = host.registry.get("indicator", "hma")
-        journal = {str(tmp_path / 'orders.jsonl')!r}
+        journal = {str(tmp_path / "orders.jsonl")!r}
         cfg = KernelConfig(strategies=[], broker=BrokerConfig(name="journal", options={{"path": journal}}))
         res = run_backtest("uses_hma", make_series(2000), config=cfg, plugins=host)
         print(json.dumps({{"dist": reg.distribution, "orders": res.orders,

@@ -43,16 +43,19 @@ action = st.tuples(
 )
 plan = st.dictionaries(st.integers(0, 299), st.lists(action, min_size=1, max_size=3), max_size=80)
 
-risk_configs = st.fixed_dictionaries({}, optional={
-    "max_order_qty": st.floats(5.0, 50.0),
-    "max_order_notional": st.floats(500.0, 5000.0),
-    "max_position_qty": st.floats(10.0, 120.0),
-    "price_collar_pct": st.floats(0.5, 3.0),
-    "max_orders_per_minute": st.integers(1, 4),
-    "max_orders_per_second": st.integers(1, 3),
-    "daily_loss_pct": st.floats(0.02, 0.5),
-    "stop_cooldown_bars": st.integers(1, 10),
-})
+risk_configs = st.fixed_dictionaries(
+    {},
+    optional={
+        "max_order_qty": st.floats(5.0, 50.0),
+        "max_order_notional": st.floats(500.0, 5000.0),
+        "max_position_qty": st.floats(10.0, 120.0),
+        "price_collar_pct": st.floats(0.5, 3.0),
+        "max_orders_per_minute": st.integers(1, 4),
+        "max_orders_per_second": st.integers(1, 3),
+        "daily_loss_pct": st.floats(0.02, 0.5),
+        "stop_cooldown_bars": st.integers(1, 10),
+    },
+)
 
 
 class RandomTrader(Strategy):
@@ -107,9 +110,17 @@ def check_seen(seen: list[Seen], risk: dict[str, Any], events: list[Event]) -> N
         key = r.strategy or r.source
         times = by_key.setdefault(key, [])
         if "max_orders_per_minute" in risk:
-            assert sum(1 for t in times if t > s.now - 60_000) < risk["max_orders_per_minute"], (key, s.now, times)
+            assert sum(1 for t in times if t > s.now - 60_000) < risk["max_orders_per_minute"], (
+                key,
+                s.now,
+                times,
+            )
         if "max_orders_per_second" in risk:
-            assert sum(1 for t in times if t > s.now - 1000) < risk["max_orders_per_second"], (key, s.now, times)
+            assert sum(1 for t in times if t > s.now - 1000) < risk["max_orders_per_second"], (
+                key,
+                s.now,
+                times,
+            )
         times.append(s.now)
         if r.type is OrderType.LIMIT and "price_collar_pct" in risk:
             assert s.last is not None and r.limit_price is not None
@@ -140,11 +151,16 @@ def check_seen(seen: list[Seen], risk: dict[str, Any], events: list[Event]) -> N
                     assert s.now >= f.ts + risk["stop_cooldown_bars"] * MIN, (r, s.now, f.ts)
 
 
-async def run_random_backtest(plans: dict[str, dict[int, list[tuple[Any, ...]]]], risk: dict[str, Any],
-                              seed: int, vol: float) -> tuple[Kernel, list[Seen], list[Event]]:
-    cfg = KernelConfig(strategies=[], symbols=["TEST"], initial_cash=INITIAL,
-                       broker={"name": "specpaper", "options": {"spec": {"min_stop_distance": MIN_STOP}}},
-                       risk=RiskConfig(timezone=TZ, **risk))
+async def run_random_backtest(
+    plans: dict[str, dict[int, list[tuple[Any, ...]]]], risk: dict[str, Any], seed: int, vol: float
+) -> tuple[Kernel, list[Seen], list[Event]]:
+    cfg = KernelConfig(
+        strategies=[],
+        symbols=["TEST"],
+        initial_cash=INITIAL,
+        broker={"name": "specpaper", "options": {"spec": {"min_stop_distance": MIN_STOP}}},
+        risk=RiskConfig(timezone=TZ, **risk),
+    )
     kernel = Kernel(cfg, plugin_host(BrokerPlugin(), NotifierPlugin(), trader_plugin(plans)), mode="backtest")
     await kernel.setup()
     for name in plans:
@@ -160,26 +176,49 @@ async def run_random_backtest(plans: dict[str, dict[int, list[tuple[Any, ...]]]]
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plans=st.lists(plan, min_size=1, max_size=2), risk=risk_configs, seed=st.integers(0, 10_000),
-       vol=st.sampled_from([0.001, 0.004, 0.015]))
-def test_no_order_that_breaks_an_enabled_rule_reaches_the_broker(plans: list[dict[int, list[Any]]],
-                                                                 risk: dict[str, Any], seed: int, vol: float) -> None:
+@given(
+    plans=st.lists(plan, min_size=1, max_size=2),
+    risk=risk_configs,
+    seed=st.integers(0, 10_000),
+    vol=st.sampled_from([0.001, 0.004, 0.015]),
+)
+def test_no_order_that_breaks_an_enabled_rule_reaches_the_broker(
+    plans: list[dict[int, list[Any]]], risk: dict[str, Any], seed: int, vol: float
+) -> None:
     named = {f"t{i}": p for i, p in enumerate(plans)}
     kernel, seen, events = asyncio.run(run_random_backtest(named, risk, seed, vol))
     check_seen(seen, risk, events)
     # every refusal is a value with a known reason code, never an exception
     codes = {d.code for d in kernel.denials}
-    assert codes <= {"stop_loss_missing", "stop_loss_wrong_side", "stop_loss_too_close", "max_order_qty",
-                     "max_order_notional", "max_position", "price_collar", "rate_per_minute", "rate_per_second",
-                     "halted", "loss_limit", "cooldown", "invalid_number", "reducing_only"}, codes
+    assert codes <= {
+        "stop_loss_missing",
+        "stop_loss_wrong_side",
+        "stop_loss_too_close",
+        "max_order_qty",
+        "max_order_notional",
+        "max_position",
+        "price_collar",
+        "rate_per_minute",
+        "rate_per_second",
+        "halted",
+        "loss_limit",
+        "cooldown",
+        "invalid_number",
+        "reducing_only",
+    }, codes
     assert len(seen) + len(kernel.denials) == kernel.stats["orders"] + kernel.stats["denied"]
 
 
 @settings(max_examples=40, deadline=None)
-@given(vol=st.sampled_from([0.003, 0.01, 0.03]), seed=st.integers(0, 10_000),
-       limit=st.floats(0.05, 1.0), qty=st.floats(20.0, 400.0))
-def test_after_a_loss_limit_trips_no_opening_order_passes_until_recovery(vol: float, seed: int, limit: float,
-                                                                        qty: float) -> None:
+@given(
+    vol=st.sampled_from([0.003, 0.01, 0.03]),
+    seed=st.integers(0, 10_000),
+    limit=st.floats(0.05, 1.0),
+    qty=st.floats(20.0, 400.0),
+)
+def test_after_a_loss_limit_trips_no_opening_order_passes_until_recovery(
+    vol: float, seed: int, limit: float, qty: float
+) -> None:
     """A strategy that keeps trying to buy every bar, a random price path, a daily loss limit."""
     plan_ = {i: [("buy", qty, "right", 0.2, "market", 0.0)] for i in range(0, 300, 3)}
     plan_.update({i: [("close", 1.0, "none", 0.0, "market", 0.0)] for i in range(1, 300, 7)})
@@ -196,8 +235,13 @@ def test_after_a_loss_limit_trips_no_opening_order_passes_until_recovery(vol: fl
 
 
 stream_step = st.one_of(
-    st.tuples(st.just("order"), st.sampled_from(["buy", "sell"]), st.floats(0.1, 20.0),
-              st.sampled_from([None, 0.97, 1.03]), st.booleans()),
+    st.tuples(
+        st.just("order"),
+        st.sampled_from(["buy", "sell"]),
+        st.floats(0.1, 20.0),
+        st.sampled_from([None, 0.97, 1.03]),
+        st.booleans(),
+    ),
     st.tuples(st.just("state"), st.sampled_from(list(TradingState))),
     st.tuples(st.just("bar"), st.floats(-0.03, 0.03)),
 )
@@ -210,8 +254,9 @@ def test_random_order_streams_and_state_changes(steps: list[tuple[Any, ...]]) ->
     nothing new through, REDUCING only what shrinks a position."""
 
     async def go() -> list[Seen]:
-        cfg = KernelConfig(strategies=[], symbols=["X"], initial_cash=INITIAL,
-                           broker={"name": "specpaper", "options": {}})
+        cfg = KernelConfig(
+            strategies=[], symbols=["X"], initial_cash=INITIAL, broker={"name": "specpaper", "options": {}}
+        )
         k = Kernel(cfg, plugin_host(BrokerPlugin(), NotifierPlugin()), mode="backtest")
         await k.setup()
         price, minute = 100.0, 0
@@ -220,10 +265,15 @@ def test_random_order_streams_and_state_changes(steps: list[tuple[Any, ...]]) ->
             if step[0] == "order":
                 _, side, qty, sl, reduce = step
                 stop = None if sl is None else price * (sl if side == "buy" else 2 - sl)
-                d = await k.submit(OrderRequest("X", Side(side), qty, stop_loss=stop, reduce_only=reduce,
-                                                source="api"))
-                assert d.approved or d.code in ("halted", "reducing_only", "stop_loss_missing",
-                                                "stop_loss_wrong_side"), d
+                d = await k.submit(
+                    OrderRequest("X", Side(side), qty, stop_loss=stop, reduce_only=reduce, source="api")
+                )
+                assert d.approved or d.code in (
+                    "halted",
+                    "reducing_only",
+                    "stop_loss_missing",
+                    "stop_loss_wrong_side",
+                ), d
             elif step[0] == "state":
                 await k.set_trading_state(step[1], "property test", source="test")
             else:
@@ -243,17 +293,34 @@ def test_random_order_streams_and_state_changes(steps: list[tuple[Any, ...]]) ->
             assert s.request.stop_loss is not None and math.isfinite(s.request.stop_loss)
 
 
-entries_only = st.dictionaries(st.integers(0, 299), st.lists(
-    st.tuples(st.sampled_from(["buy", "sell"]), st.floats(0.5, 30.0), st.just("right"), st.floats(0.002, 0.03),
-              st.sampled_from(["market", "limit"]), st.floats(-0.01, 0.01)),
-    min_size=1, max_size=3), max_size=120)
+entries_only = st.dictionaries(
+    st.integers(0, 299),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["buy", "sell"]),
+            st.floats(0.5, 30.0),
+            st.just("right"),
+            st.floats(0.002, 0.03),
+            st.sampled_from(["market", "limit"]),
+            st.floats(-0.01, 0.01),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    max_size=120,
+)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(p=entries_only, limit=st.floats(5.0, 60.0), seed=st.integers(0, 10_000),
-       vol=st.sampled_from([0.001, 0.005, 0.02]))
-def test_the_position_never_exceeds_its_limit_even_with_many_working_orders(p: dict[int, list[Any]], limit: float,
-                                                                            seed: int, vol: float) -> None:
+@given(
+    p=entries_only,
+    limit=st.floats(5.0, 60.0),
+    seed=st.integers(0, 10_000),
+    vol=st.sampled_from([0.001, 0.005, 0.02]),
+)
+def test_the_position_never_exceeds_its_limit_even_with_many_working_orders(
+    p: dict[int, list[Any]], limit: float, seed: int, vol: float
+) -> None:
     """Several entries per bar, limits that work for many bars, stops that close positions: the actual
     position, replayed from every fill, never exceeds max_position_qty."""
     risk = {"max_position_qty": limit}

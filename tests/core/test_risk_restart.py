@@ -49,8 +49,13 @@ def _env() -> dict[str, str]:
 
 def _start(cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "stratkernel.cli", "run", "--config", "c.toml"], cwd=cwd,
-                                env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "stratkernel.cli", "run", "--config", "c.toml"],
+            cwd=cwd,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _risk(db: Path) -> dict[str, Any]:
@@ -85,7 +90,9 @@ def test_a_tripped_loss_limit_survives_kill_9_and_needs_the_operator(tmp_path: P
     log = tmp_path / "run.log"
     proc = _start(tmp_path, log)
     try:
-        before = _wait("the loss limit to trip", lambda: (r := _risk(db)).get("trading_state") == "halted" and r)
+        before = _wait(
+            "the loss limit to trip", lambda: (r := _risk(db)).get("trading_state") == "halted" and r
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -101,36 +108,77 @@ def test_a_tripped_loss_limit_survives_kill_9_and_needs_the_operator(tmp_path: P
     proc = _start(tmp_path, log)
     try:
         # running again: equity snapshots continue, bars flow, and the halt holds
-        _wait("the restarted kernel to snapshot equity", lambda: _count(db, "SELECT COUNT(*) FROM equity")
-              > equity_rows + 3)
+        _wait(
+            "the restarted kernel to snapshot equity",
+            lambda: _count(db, "SELECT COUNT(*) FROM equity") > equity_rows + 3,
+        )
         after = _risk(db)
         assert after["trading_state"] == "halted" and after["state_reason"] == before["state_reason"]
         assert after["halt_kind"] == "loss_limit"
         for key in ("day_base", "week_base", "peak", "next_day", "next_week", "lock"):
             assert after["loss"][key] == before["loss"][key], key  # restored, not re-measured
-        assert after["cooldowns"] == before["cooldowns"] or after["cooldowns"]["symbols"].keys() >= \
-            before["cooldowns"]["symbols"].keys()
+        assert (
+            after["cooldowns"] == before["cooldowns"]
+            or after["cooldowns"]["symbols"].keys() >= before["cooldowns"]["symbols"].keys()
+        )
         entries_while_halted = _count(db, "SELECT COUNT(*) FROM audit WHERE approved = 1")
 
-        shown = subprocess.run([sys.executable, "-m", "stratkernel.cli", "risk", "show", "--config", "c.toml",
-                                "--json"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+        shown = subprocess.run(
+            [sys.executable, "-m", "stratkernel.cli", "risk", "show", "--config", "c.toml", "--json"],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert shown.returncode == 0, shown.stderr
         state = json.loads(shown.stdout)["state"]
         assert state["trading_state"] == "halted" and state["halt_kind"] == "loss_limit"
         assert state["loss"]["lock"]["metric"] == "daily_loss"
-        text = subprocess.run([sys.executable, "-m", "stratkernel.cli", "risk", "show", "--config", "c.toml"],
-                              cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60).stdout
-        assert "trading state: halted" in text and "LOSS LOCK: daily_loss" in text and "equity peak:" in text, text
+        text = subprocess.run(
+            [sys.executable, "-m", "stratkernel.cli", "risk", "show", "--config", "c.toml"],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        assert (
+            "trading state: halted" in text and "LOSS LOCK: daily_loss" in text and "equity peak:" in text
+        ), text
         assert "daily_loss_pct: 0.05" in text
         assert _count(db, "SELECT COUNT(*) FROM audit WHERE approved = 1") == entries_while_halted
 
-        resumed = subprocess.run([sys.executable, "-m", "stratkernel.cli", "risk", "resume", "--config", "c.toml",
-                                  "--reason", "checked"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
-                                 timeout=60)
+        resumed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stratkernel.cli",
+                "risk",
+                "resume",
+                "--config",
+                "c.toml",
+                "--reason",
+                "checked",
+            ],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert resumed.returncode == 0, resumed.stderr
-        _wait("the operator's resume to end the loss lock", lambda: _count(
-            db, "SELECT COUNT(*) FROM events WHERE type = 'risk_state' AND data LIKE '%loss_recovered%' "
-                "AND data LIKE '%operator resume%'") > 0)
+        _wait(
+            "the operator's resume to end the loss lock",
+            lambda: (
+                _count(
+                    db,
+                    "SELECT COUNT(*) FROM events WHERE type = 'risk_state' AND data LIKE '%loss_recovered%' "
+                    "AND data LIKE '%operator resume%'",
+                )
+                > 0
+            ),
+        )
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     finally:

@@ -63,9 +63,17 @@ class SpecPaper(PaperBroker):
     async def submit(self, order: Order) -> None:
         k = self.events
         r = order.request
-        self.seen.append(Seen(r, k.trading_state, k.portfolio.position(r.symbol).qty,
-                              k.portfolio.strategy_qty(r.strategy, r.symbol), k.last_price(r.symbol), k.now_ms(),
-                              k.portfolio.equity()))
+        self.seen.append(
+            Seen(
+                r,
+                k.trading_state,
+                k.portfolio.position(r.symbol).qty,
+                k.portfolio.strategy_qty(r.strategy, r.symbol),
+                k.last_price(r.symbol),
+                k.now_ms(),
+                k.portfolio.equity(),
+            )
+        )
         await super().submit(order)
 
 
@@ -73,8 +81,12 @@ class BrokerPlugin:
     @hookimpl
     def register_brokers(self, register: Any) -> None:
         def factory(options: dict[str, Any], events: Any) -> SpecPaper:
-            return SpecPaper(events, cash=float(options.get("cash", 100_000.0)), spec=options.get("spec"),
-                             fees=PercentFee(float(options.get("fee_percent", 0.0))))
+            return SpecPaper(
+                events,
+                cash=float(options.get("cash", 100_000.0)),
+                spec=options.get("spec"),
+                fees=PercentFee(float(options.get("fee_percent", 0.0))),
+            )
 
         register("specpaper", factory, simulated=True, description="paper broker with a spec, for risk tests")
 
@@ -95,19 +107,38 @@ class NotifierPlugin:
         register("recording", RecordingNotifier, description="keeps notifications for a test")
 
 
-async def make_kernel(*, spec: dict[str, Any] | None = None, symbols: tuple[str, ...] = ("X",),
-                      store: Store | None = None, mode: str = "backtest", fee_percent: float = 0.0,
-                      cash: float = 100_000.0, **risk: Any) -> Kernel:
-    cfg = KernelConfig(strategies=[], symbols=list(symbols), initial_cash=cash,
-                       broker={"name": "specpaper", "options": {"spec": spec or {}, "fee_percent": fee_percent}},
-                       risk=RiskConfig(**risk))
+async def make_kernel(
+    *,
+    spec: dict[str, Any] | None = None,
+    symbols: tuple[str, ...] = ("X",),
+    store: Store | None = None,
+    mode: str = "backtest",
+    fee_percent: float = 0.0,
+    cash: float = 100_000.0,
+    **risk: Any,
+) -> Kernel:
+    cfg = KernelConfig(
+        strategies=[],
+        symbols=list(symbols),
+        initial_cash=cash,
+        broker={"name": "specpaper", "options": {"spec": spec or {}, "fee_percent": fee_percent}},
+        risk=RiskConfig(**risk),
+    )
     kernel = Kernel(cfg, plugin_host(BrokerPlugin(), NotifierPlugin()), store=store, mode=mode)
     await kernel.setup()
     return kernel
 
 
-async def feed(k: Kernel, minute: int, price: float, symbol: str = "X", *, low: float | None = None,
-               high: float | None = None, open_: float | None = None) -> None:
+async def feed(
+    k: Kernel,
+    minute: int,
+    price: float,
+    symbol: str = "X",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_: float | None = None,
+) -> None:
     """One bar at T0 + minute, in bar time (the kernel's clock in a backtest)."""
     ts = T0 + minute * MIN
     o = price if open_ is None else open_
@@ -373,7 +404,9 @@ async def test_cooldown_in_minutes_only_for_that_symbol() -> None:
 
 
 async def test_repeated_stop_losses_lock_the_symbol_then_everything() -> None:
-    k = await make_kernel(symbols=("X", "Y"), stop_lock_count=2, stop_lock_window_minutes=30, stop_lock_minutes=60)
+    k = await make_kernel(
+        symbols=("X", "Y"), stop_lock_count=2, stop_lock_window_minutes=30, stop_lock_minutes=60
+    )
     events: list[Event] = []
     k.subscribe(events.append)
     await feed(k, 0, 100.0, "Y")
@@ -386,7 +419,9 @@ async def test_repeated_stop_losses_lock_the_symbol_then_everything() -> None:
     await expect(k, rq(symbol="Y", stop_loss=90.0), "ok")
     await feed(k, m + 61, 100.0)
     await expect(k, rq(stop_loss=90.0), "ok")
-    assert [e.data["scope"] for e in events if e.type == "risk_warning" and e.data.get("event") == "locked"] == ["X"]
+    assert [
+        e.data["scope"] for e in events if e.type == "risk_warning" and e.data.get("event") == "locked"
+    ] == ["X"]
 
     k2 = await make_kernel(symbols=("X", "Y"), stop_lock_count=1, stop_lock_scope="all", stop_lock_minutes=60)
     await feed(k2, 0, 100.0, "Y")

@@ -20,8 +20,12 @@ def on_bar(ctx, bar):
 
 
 async def test_a_script_started_mid_run_gets_the_bars_so_far(tmp_path: Path) -> None:
-    cfg = KernelConfig(strategies=[], symbols=["TEST"], data_dir=str(tmp_path),
-                       sandbox=SandboxConfig(scripts_dir=str(tmp_path / "scripts")))
+    cfg = KernelConfig(
+        strategies=[],
+        symbols=["TEST"],
+        data_dir=str(tmp_path),
+        sandbox=SandboxConfig(scripts_dir=str(tmp_path / "scripts")),
+    )
     store = await Store.open(tmp_path / "k.db")
     kernel = Kernel(cfg, plugin_host(), store=store, mode="live")
     await kernel.setup()

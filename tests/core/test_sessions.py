@@ -42,7 +42,9 @@ def test_us_holiday_is_closed_and_the_days_around_it_open() -> None:
     assert not is_open("XNYS", ny(2027, 12, 24, 12))  # Christmas observed on Friday
     assert not is_open("XNYS", ny(2024, 7, 6, 12))  # Saturday
     assert session_bounds("XNYS", [date(2024, 11, 28), date(2024, 11, 27)]) == [
-        None, (ny(2024, 11, 27, 9, 30), ny(2024, 11, 27, 16))]
+        None,
+        (ny(2024, 11, 27, 9, 30), ny(2024, 11, 27, 16)),
+    ]
 
 
 def test_early_close_day() -> None:
@@ -59,7 +61,9 @@ def test_dst_change_week_moves_the_open_in_utc() -> None:
     assert mon == (utc("2024-03-11T13:30:00"), utc("2024-03-11T20:00:00"))
     # hourly bars from minute data across that weekend follow the local open
     bars = resample(minutes("SPY", utc("2024-03-08T00:00:00"), utc("2024-03-12T00:00:00")), HOUR, "XNYS")
-    opens = [int(t) for t in bars.ts if datetime.fromtimestamp(int(t) / 1000, tz=NY).strftime("%H:%M") == "09:30"]
+    opens = [
+        int(t) for t in bars.ts if datetime.fromtimestamp(int(t) / 1000, tz=NY).strftime("%H:%M") == "09:30"
+    ]
     assert opens == [utc("2024-03-08T14:30:00"), utc("2024-03-11T13:30:00")]
     assert len(bars) == 14  # 7 bars a day (09:30 ... 15:30), nothing on the weekend
 
@@ -80,13 +84,18 @@ def test_resample_aligns_to_open_and_cuts_the_last_bar_at_the_close() -> None:
 def test_resample_on_an_early_close_day_and_daily_bars() -> None:
     src = minutes("SPY", ny(2024, 11, 27, 0), ny(2024, 12, 3, 0))  # Wed, Thanksgiving, half Friday, Mon
     hourly = resample(src, HOUR, "XNYS")
-    fri = [(datetime.fromtimestamp(int(t) / 1000, tz=NY).strftime("%H:%M"), v)
-           for t, v in zip(hourly.ts, hourly.volume, strict=True)
-           if datetime.fromtimestamp(int(t) / 1000, tz=NY).date() == date(2024, 11, 29)]
+    fri = [
+        (datetime.fromtimestamp(int(t) / 1000, tz=NY).strftime("%H:%M"), v)
+        for t, v in zip(hourly.ts, hourly.volume, strict=True)
+        if datetime.fromtimestamp(int(t) / 1000, tz=NY).date() == date(2024, 11, 29)
+    ]
     assert fri == [("09:30", 60.0), ("10:30", 60.0), ("11:30", 60.0), ("12:30", 30.0)]
     daily = resample(src, 86_400_000, "XNYS")
     assert [datetime.fromtimestamp(int(t) / 1000, tz=NY).date() for t in daily.ts] == [
-        date(2024, 11, 27), date(2024, 11, 29), date(2024, 12, 2)]
+        date(2024, 11, 27),
+        date(2024, 11, 29),
+        date(2024, 12, 2),
+    ]
     assert list(daily.volume) == [390.0, 210.0, 390.0]
 
 
@@ -99,7 +108,9 @@ def test_fx_is_open_from_sunday_to_friday_five_pm_new_york() -> None:
     # the week after US clocks went back (2024-11-03): the Sunday open is 22:00 UTC, not 21:00
     (s,) = sessions("FX", utc("2024-11-04T00:00:00"), utc("2024-11-04T01:00:00"))
     assert s == (utc("2024-11-03T22:00:00"), utc("2024-11-08T22:00:00"))
-    daily = resample(minutes("EURUSD", utc("2024-11-02T00:00:00"), utc("2024-11-09T00:00:00")), 86_400_000, "FX")
+    daily = resample(
+        minutes("EURUSD", utc("2024-11-02T00:00:00"), utc("2024-11-09T00:00:00")), 86_400_000, "FX"
+    )
     assert [int(t) for t in daily.ts] == [utc("2024-11-03T22:00:00") + k * 86_400_000 for k in range(5)]
     assert list(daily.volume) == [1440.0] * 5
 
@@ -108,8 +119,11 @@ def test_crypto_never_closes_and_days_start_at_midnight_utc() -> None:
     assert is_open("CRYPTO", utc("2024-12-25T03:00:00")) and is_open("CRYPTO", utc("2024-07-06T12:00:00"))
     src = minutes("BTC/USDT", utc("2024-03-09T18:00:00"), utc("2024-03-11T06:00:00"))
     daily = resample(src, 86_400_000, "CRYPTO")
-    assert [int(t) for t in daily.ts] == [utc("2024-03-09T00:00:00"), utc("2024-03-10T00:00:00"),
-                                          utc("2024-03-11T00:00:00")]
+    assert [int(t) for t in daily.ts] == [
+        utc("2024-03-09T00:00:00"),
+        utc("2024-03-10T00:00:00"),
+        utc("2024-03-11T00:00:00"),
+    ]
     assert list(daily.volume) == [360.0, 1440.0, 360.0]
 
 
@@ -128,6 +142,8 @@ def test_refusals_name_the_problem() -> None:
 
 def test_fx_bars_before_the_weekend_belong_to_the_closing_session() -> None:
     # Friday 2024-11-01 00:00-21:00 UTC trades in the session that opened Sunday 2024-10-27 (EDT)
-    daily = resample(minutes("EURUSD", utc("2024-11-01T00:00:00"), utc("2024-11-02T00:00:00")), 86_400_000, "FX")
+    daily = resample(
+        minutes("EURUSD", utc("2024-11-01T00:00:00"), utc("2024-11-02T00:00:00")), 86_400_000, "FX"
+    )
     assert [int(t) for t in daily.ts] == [utc("2024-10-31T21:00:00")]
     assert list(daily.volume) == [21 * 60.0]  # cut at the Friday 17:00 EDT close; the weekend is dropped

@@ -52,8 +52,14 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def order(oid: str, side: Side = Side.BUY, qty: float = 0.01, type: OrderType = OrderType.MARKET,
-          limit: float | None = None, stop: float | None = None) -> Order:
+def order(
+    oid: str,
+    side: Side = Side.BUY,
+    qty: float = 0.01,
+    type: OrderType = OrderType.MARKET,
+    limit: float | None = None,
+    stop: float | None = None,
+) -> Order:
     return Order(oid, OrderRequest(SYM, side, qty, type, limit_price=limit, stop_price=stop, strategy="s1"))
 
 
@@ -69,8 +75,14 @@ async def emu() -> AsyncIterator[ExchangeEmulator]:
 
 async def make_broker(emu: ExchangeEmulator, **extra: Any) -> tuple[CcxtBroker, Recorder]:
     rec = Recorder()
-    opts = {"retry_base": 0.02, "retry_cap": 0.1, "poll_interval": 0.2, "ws_poll_interval": 5.0, "timeout_ms": 1500,
-            "doubt_window": 0.05}
+    opts = {
+        "retry_base": 0.02,
+        "retry_cap": 0.1,
+        "poll_interval": 0.2,
+        "ws_poll_interval": 5.0,
+        "timeout_ms": 1500,
+        "doubt_window": 0.05,
+    }
     opts.update(extra)
     broker = CcxtBroker(ccxt_config(emu, **opts), rec)
     await broker.connect()
@@ -90,7 +102,9 @@ def test_plugin_registers_broker_data_source_and_uri() -> None:
     assert host.registry.has("broker", "ccxt")
     assert host.registry.has("data_source", "ccxt")
     assert host.hook.resolve_data_source(uri="ccxt:binance:BTC/USDT:5m") == (
-        "ccxt", {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "5m"})
+        "ccxt",
+        {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "5m"},
+    )
     assert not [f for f in host.failures if f.plugin == "ccxt"]
 
 
@@ -135,25 +149,39 @@ async def test_emulator_rejects_a_bad_signature_with_1022(emu: ExchangeEmulator)
     query = f"timestamp={int(time.time() * 1000)}&recvWindow=5000"
     good = hmac.new(b"test-secret", query.encode(), hashlib.sha256).hexdigest()
     async with aiohttp.ClientSession() as s:
-        async with s.get(f"{emu.http_url}/api/v3/account?{query}&signature={good}",
-                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+        async with s.get(
+            f"{emu.http_url}/api/v3/account?{query}&signature={good}", headers={"X-MBX-APIKEY": "test-key"}
+        ) as r:
             assert r.status == 200 and "balances" in await r.json()
-        async with s.get(f"{emu.http_url}/api/v3/account?{query}&signature={'0' * 64}",
-                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+        async with s.get(
+            f"{emu.http_url}/api/v3/account?{query}&signature={'0' * 64}",
+            headers={"X-MBX-APIKEY": "test-key"},
+        ) as r:
             assert (r.status, (await r.json())["code"]) == (400, -1022)
-        async with s.get(f"{emu.http_url}/api/v3/account?{query}&signature={good}",
-                         headers={"X-MBX-APIKEY": "other"}) as r:
+        async with s.get(
+            f"{emu.http_url}/api/v3/account?{query}&signature={good}", headers={"X-MBX-APIKEY": "other"}
+        ) as r:
             assert (r.status, (await r.json())["code"]) == (401, -2015)
         stale = f"timestamp={int(time.time() * 1000) - 60_000}&recvWindow=5000"
         sig = hmac.new(b"test-secret", stale.encode(), hashlib.sha256).hexdigest()
-        async with s.get(f"{emu.http_url}/api/v3/account?{stale}&signature={sig}",
-                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+        async with s.get(
+            f"{emu.http_url}/api/v3/account?{stale}&signature={sig}", headers={"X-MBX-APIKEY": "test-key"}
+        ) as r:
             assert (await r.json())["code"] == -1021
-        body = urllib.parse.urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
-                                       "timestamp": int(time.time() * 1000)})
-        async with s.post(f"{emu.http_url}/api/v3/order", data=body + "&signature=" + "1" * 64,
-                          headers={"X-MBX-APIKEY": "test-key",
-                                   "Content-Type": "application/x-www-form-urlencoded"}) as r:
+        body = urllib.parse.urlencode(
+            {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "type": "MARKET",
+                "quantity": "0.01",
+                "timestamp": int(time.time() * 1000),
+            }
+        )
+        async with s.post(
+            f"{emu.http_url}/api/v3/order",
+            data=body + "&signature=" + "1" * 64,
+            headers={"X-MBX-APIKEY": "test-key", "Content-Type": "application/x-www-form-urlencoded"},
+        ) as r:
             assert (await r.json())["code"] == -1022
     assert emu.stats.bad_signatures == 2
     assert emu.stats.order_posts == 0  # a badly signed order never reaches the matching engine
@@ -167,8 +195,9 @@ async def test_wrong_secret_fails_connect_with_auth(emu: ExchangeEmulator) -> No
 
 
 # -- broker behaviour ------------------------------------------------------------------------------------
-async def test_connect_loads_markets_once_and_specs(emu: ExchangeEmulator,
-                                                    broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_connect_loads_markets_once_and_specs(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _ = broker
     assert isinstance(b, Broker)
     spec = b.symbol_spec(SYM)
@@ -179,8 +208,9 @@ async def test_connect_loads_markets_once_and_specs(emu: ExchangeEmulator,
     assert (await b.preflight()).trading_allowed
 
 
-async def test_market_buy_fills_with_venue_trade_ids(emu: ExchangeEmulator,
-                                                     broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_market_buy_fills_with_venue_trade_ids(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
     o = order("m1", qty=0.05)
     await b.submit(o)
@@ -193,7 +223,9 @@ async def test_market_buy_fills_with_venue_trade_ids(emu: ExchangeEmulator,
     assert acct.cash == pytest.approx(9_000.0) and acct.equity == pytest.approx(10_000.0)
     assert acct.currency == "USDT"
     pos = await b.positions()
-    assert [(p.symbol, p.qty, p.avg_price) for p in pos] == [(SYM, pytest.approx(0.05), pytest.approx(20_000.0))]
+    assert [(p.symbol, p.qty, p.avg_price) for p in pos] == [
+        (SYM, pytest.approx(0.05), pytest.approx(20_000.0))
+    ]
 
 
 async def test_limit_order_fills_by_websocket_with_partial_fills(emu: ExchangeEmulator) -> None:
@@ -233,7 +265,9 @@ async def test_polling_tracks_orders_without_websocket(emu: ExchangeEmulator) ->
         await b.close()
 
 
-async def test_stop_order_is_native_and_triggers(emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_stop_order_is_native_and_triggers(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
     await b.submit(order("buy", qty=0.1))
     stop = order("sl", side=Side.SELL, qty=0.1, type=OrderType.STOP, stop=19_500.0)
@@ -280,8 +314,9 @@ async def _cancel(emu: ExchangeEmulator, b: CcxtBroker, rec: Recorder) -> None:
     assert rec.fills[-1].order_id == "c2"
 
 
-async def test_precision_and_min_notional_checked_before_sending(emu: ExchangeEmulator,
-                                                                 broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_precision_and_min_notional_checked_before_sending(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _rec = broker
     cases = [
         (order("x1", qty=0.00015), "not a multiple of the step"),
@@ -298,8 +333,9 @@ async def test_precision_and_min_notional_checked_before_sending(emu: ExchangeEm
     assert [s for _, s, _ in _rec.updates] == [OrderStatus.REJECTED] * 4
 
 
-async def test_exchange_refusals_map_to_reason_codes(emu: ExchangeEmulator,
-                                                     broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_exchange_refusals_map_to_reason_codes(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _rec = broker
     o = order("big", qty=1.0)
     await b.submit(o)
@@ -313,8 +349,9 @@ async def test_exchange_refusals_map_to_reason_codes(emu: ExchangeEmulator,
     assert not pf.trading_allowed and "canTrade" in pf.reason
 
 
-async def test_preflight_reports_maintenance_and_unreachable(emu: ExchangeEmulator,
-                                                             broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_preflight_reports_maintenance_and_unreachable(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _ = broker
     emu.system_status = 1
     pf = await b.preflight()
@@ -326,8 +363,9 @@ async def test_preflight_reports_maintenance_and_unreachable(emu: ExchangeEmulat
 
 
 # -- faults ---------------------------------------------------------------------------------------------
-async def test_lost_order_response_does_not_double_the_order(emu: ExchangeEmulator,
-                                                             broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_lost_order_response_does_not_double_the_order(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
     emu.faults.lose_order_responses = 1
     o = order("lost1", qty=0.05)  # a market order: filled at once, so Binance would NOT flag a resend
@@ -337,8 +375,9 @@ async def test_lost_order_response_does_not_double_the_order(emu: ExchangeEmulat
     assert len(rec.fills) == 1 and emu.balance("BTC")[0] == pytest.approx(0.05)
 
 
-async def test_duplicate_client_id_is_looked_up_not_repeated(emu: ExchangeEmulator,
-                                                             broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_duplicate_client_id_is_looked_up_not_repeated(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _rec = broker
     o = order("dup1", qty=0.1, type=OrderType.LIMIT, limit=19_000.0)
     await b.submit(o)
@@ -437,21 +476,28 @@ async def test_reconcile_after_restart_picks_up_what_happened(emu: ExchangeEmula
     async with aiohttp.ClientSession() as s:  # cancelled by hand on the website meanwhile
         q = f"symbol=BTCUSDT&origClientOrderId=r-cancel&timestamp={int(time.time() * 1000)}"
         sig = hmac.new(b"test-secret", q.encode(), hashlib.sha256).hexdigest()
-        async with s.delete(f"{emu.http_url}/api/v3/order?{q}&signature={sig}",
-                            headers={"X-MBX-APIKEY": "test-key"}) as r:
+        async with s.delete(
+            f"{emu.http_url}/api/v3/order?{q}&signature={sig}", headers={"X-MBX-APIKEY": "test-key"}
+        ) as r:
             assert r.status == 200
     never_sent = order("r-never", qty=0.01)  # PENDING in the store, the crash came before the POST
 
     b2, rec2 = await make_broker(emu)
     try:
-        restored = [order(o.id, qty=0.1, type=OrderType.LIMIT, limit=o.request.limit_price)
-                    for o in (filled, cancelled, working)]
+        restored = [
+            order(o.id, qty=0.1, type=OrderType.LIMIT, limit=o.request.limit_price)
+            for o in (filled, cancelled, working)
+        ]
         for r_, o in zip(restored, (filled, cancelled, working), strict=True):
             r_.status = OrderStatus.ACCEPTED
             r_.broker_order_id = o.broker_order_id
         posts = emu.stats.order_posts
         await b2.reconcile([*restored, never_sent])
-        assert [r_.status for r_ in restored] == [OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.ACCEPTED]
+        assert [r_.status for r_ in restored] == [
+            OrderStatus.FILLED,
+            OrderStatus.CANCELLED,
+            OrderStatus.ACCEPTED,
+        ]
         assert never_sent.status is OrderStatus.REJECTED
         assert emu.stats.order_posts == posts  # nothing was sent again
         assert [f.order_id for f in rec2.fills] == ["r-filled"]
@@ -463,12 +509,18 @@ async def test_reconcile_after_restart_picks_up_what_happened(emu: ExchangeEmula
         await b2.close()
 
 
-async def test_open_orders_includes_orders_placed_elsewhere(emu: ExchangeEmulator,
-                                                            broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_open_orders_includes_orders_placed_elsewhere(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _ = broker
     ex = ccxt.async_support.binance(
-        {"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": False,
-         "options": ccxt_config(emu)["options"]})
+        {
+            "apiKey": "test-key",
+            "secret": "test-secret",
+            "enableRateLimit": False,
+            "options": ccxt_config(emu)["options"],
+        }
+    )
     ex.urls["api"] = ccxt_config(emu)["urls"]
     try:
         await ex.create_order("ETH/USDT", "limit", "buy", 0.5, 900.0, {"clientOrderId": "manual-1"})
@@ -476,19 +528,30 @@ async def test_open_orders_includes_orders_placed_elsewhere(emu: ExchangeEmulato
         await ex.close()
     [o] = await b.open_orders()
     assert (o.id, o.symbol, o.request.qty, o.request.limit_price, o.request.source) == (
-        "manual-1", "ETH/USDT", 0.5, 900.0, "venue")
+        "manual-1",
+        "ETH/USDT",
+        0.5,
+        900.0,
+        "venue",
+    )
 
 
 # -- brackets (stop-loss / take-profit) -----------------------------------------------------------------
-def bracket_entry(oid: str, qty: float = 0.1, sl: float | None = 19_000.0, tp: float | None = 21_000.0) -> Order:
+def bracket_entry(
+    oid: str, qty: float = 0.1, sl: float | None = 19_000.0, tp: float | None = 21_000.0
+) -> Order:
     return Order(oid, OrderRequest(SYM, Side.BUY, qty, stop_loss=sl, take_profit=tp, strategy="s1"))
 
 
 async def test_bracket_is_an_oco_at_the_venue_and_the_stop_cancels_the_target(
-        emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
     await b.submit(bracket_entry("e1"))
-    sl, tp = emu.order_by_client_id(venue_client_id("e1.sl")), emu.order_by_client_id(venue_client_id("e1.tp"))
+    sl, tp = (
+        emu.order_by_client_id(venue_client_id("e1.sl")),
+        emu.order_by_client_id(venue_client_id("e1.tp")),
+    )
     assert sl is not None and tp is not None
     assert (sl.type, sl.stop_price, tp.type, tp.price) == ("STOP_LOSS", 19_000.0, "LIMIT_MAKER", 21_000.0)
     assert sl.list_id == tp.list_id >= 0 and sl.qty == tp.qty == 0.1
@@ -500,13 +563,16 @@ async def test_bracket_is_an_oco_at_the_venue_and_the_stop_cancels_the_target(
     await emu.set_price(SYM, 18_900.0)
     await until(lambda: leg_sl.status is OrderStatus.FILLED and leg_tp.status is OrderStatus.CANCELLED)
     assert "one-cancels-other" in leg_tp.reason
-    assert [(f.role, f.side, f.price) for f in rec.fills] == [("entry", Side.BUY, 20_000.0),
-                                                               ("stop_loss", Side.SELL, 18_900.0)]
+    assert [(f.role, f.side, f.price) for f in rec.fills] == [
+        ("entry", Side.BUY, 20_000.0),
+        ("stop_loss", Side.SELL, 18_900.0),
+    ]
     assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.0))
 
 
-async def test_bracket_target_fill_cancels_the_stop(emu: ExchangeEmulator,
-                                                    broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_bracket_target_fill_cancels_the_stop(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
     await b.submit(bracket_entry("e2"))
     await emu.set_price(SYM, 21_050.0)
@@ -531,8 +597,9 @@ async def test_stop_only_bracket_and_fees_in_base_asset(emu: ExchangeEmulator) -
         await b.close()
 
 
-async def test_close_releases_the_protective_legs_first(emu: ExchangeEmulator,
-                                                        broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_close_releases_the_protective_legs_first(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
     await b.submit(bracket_entry("e4"))
     close = Order("c4", OrderRequest(SYM, Side.SELL, 0.1, reduce_only=True, strategy="s1"), role="close")
@@ -574,8 +641,14 @@ async def test_emulator_legacy_listen_key_stream(emu: ExchangeEmulator) -> None:
             key = (await r.json())["listenKey"]
         async with s.ws_connect(f"{emu.ws_url}/ws/{key}") as ws:
             await until(lambda: len(emu._listen_key_sockets) == 1)
-            ex = ccxt.async_support.binance({"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": False,
-                                             "options": ccxt_config(emu)["options"]})
+            ex = ccxt.async_support.binance(
+                {
+                    "apiKey": "test-key",
+                    "secret": "test-secret",
+                    "enableRateLimit": False,
+                    "options": ccxt_config(emu)["options"],
+                }
+            )
             ex.urls["api"] = ccxt_config(emu)["urls"]
             try:
                 await ex.create_order(SYM, "market", "buy", 0.01, None, {"clientOrderId": "lk-1"})
@@ -583,12 +656,16 @@ async def test_emulator_legacy_listen_key_stream(emu: ExchangeEmulator) -> None:
                 await ex.close()
             events = [await ws.receive_json(timeout=5), await ws.receive_json(timeout=5)]
         assert [(e["e"], e["c"], e["x"], e["X"]) for e in events] == [
-            ("executionReport", "lk-1", "NEW", "NEW"), ("executionReport", "lk-1", "TRADE", "FILLED")]
-        async with s.delete(f"{emu.http_url}/api/v3/userDataStream?listenKey={key}",
-                            headers={"X-MBX-APIKEY": "test-key"}) as r:
+            ("executionReport", "lk-1", "NEW", "NEW"),
+            ("executionReport", "lk-1", "TRADE", "FILLED"),
+        ]
+        async with s.delete(
+            f"{emu.http_url}/api/v3/userDataStream?listenKey={key}", headers={"X-MBX-APIKEY": "test-key"}
+        ) as r:
             assert r.status == 200
-        async with s.put(f"{emu.http_url}/api/v3/userDataStream?listenKey={key}",
-                         headers={"X-MBX-APIKEY": "test-key"}) as r:
+        async with s.put(
+            f"{emu.http_url}/api/v3/userDataStream?listenKey={key}", headers={"X-MBX-APIKEY": "test-key"}
+        ) as r:
             assert (await r.json())["code"] == -1125
 
 
@@ -599,14 +676,20 @@ async def test_kernel_trades_through_the_ccxt_broker(emu: ExchangeEmulator, tmp_
     from stratkernel.core.model import Quote
 
     options = ccxt_config(emu, retry_base=0.02, retry_cap=0.1, poll_interval=0.2)
-    config = KernelConfig(symbols=[SYM], currency="USDT", initial_cash=10_000.0, data_dir=str(tmp_path),
-                          broker={"name": "ccxt", "options": options})
+    config = KernelConfig(
+        symbols=[SYM],
+        currency="USDT",
+        initial_cash=10_000.0,
+        data_dir=str(tmp_path),
+        broker={"name": "ccxt", "options": options},
+    )
     kernel = Kernel(config, load_plugins(), mode="live")
     await kernel.setup()
     try:
         await kernel.on_live_quote(Quote(emu.now(), 19_999.0, 20_001.0, 20_000.0, SYM))
-        decision = await kernel.submit(OrderRequest(SYM, Side.BUY, 0.1, stop_loss=19_000.0, take_profit=21_000.0,
-                                                    source="api"))
+        decision = await kernel.submit(
+            OrderRequest(SYM, Side.BUY, 0.1, stop_loss=19_000.0, take_profit=21_000.0, source="api")
+        )
         assert decision.approved, decision
         entry = kernel.orders[decision.order_id]
         assert entry.status is OrderStatus.FILLED and entry.broker_order_id
@@ -644,8 +727,14 @@ async def test_fills_that_cannot_be_read_yet_are_not_lost(emu: ExchangeEmulator)
 
 async def test_sync_ccxt_works_against_the_emulator_too(emu: ExchangeEmulator) -> None:
     def run() -> tuple[float, str, str]:
-        ex = ccxt.binance({"apiKey": "test-key", "secret": "test-secret", "enableRateLimit": False,
-                           "options": ccxt_config(emu)["options"]})
+        ex = ccxt.binance(
+            {
+                "apiKey": "test-key",
+                "secret": "test-secret",
+                "enableRateLimit": False,
+                "options": ccxt_config(emu)["options"],
+            }
+        )
         ex.urls["api"] = ccxt_config(emu)["urls"]
         ex.load_markets()
         usdt = ex.fetch_balance()["USDT"]["free"]
@@ -673,14 +762,31 @@ async def test_refused_websocket_login_falls_back_to_polling(emu: ExchangeEmulat
 
 
 async def test_partial_fills_of_a_working_entry_are_protected_as_they_come(
-        emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]) -> None:
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, rec = broker
-    entry = Order("e6", OrderRequest(SYM, Side.BUY, 0.1, OrderType.LIMIT, limit_price=19_000.0, stop_loss=18_000.0,
-                                     take_profit=21_000.0, strategy="s1"))
+    entry = Order(
+        "e6",
+        OrderRequest(
+            SYM,
+            Side.BUY,
+            0.1,
+            OrderType.LIMIT,
+            limit_price=19_000.0,
+            stop_loss=18_000.0,
+            take_profit=21_000.0,
+            strategy="s1",
+        ),
+    )
     await b.submit(entry)
     await emu.set_price(SYM, 18_990.0, liquidity=0.04)
-    await until(lambda: b.order("e6.p400.sl") is not None and b.order("e6.p400.tp") is not None
-                and b.order("e6.p400.tp").status is OrderStatus.ACCEPTED)  # type: ignore[union-attr]
+    await until(
+        lambda: (
+            b.order("e6.p400.sl") is not None
+            and b.order("e6.p400.tp") is not None
+            and b.order("e6.p400.tp").status is OrderStatus.ACCEPTED
+        )
+    )  # type: ignore[union-attr]
     interim = emu.order_by_client_id(venue_client_id("e6.p400.sl"))
     assert interim is not None and interim.qty == 0.04 and interim.list_id >= 0
     assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.04))  # the 0.04 held are protected
@@ -693,7 +799,9 @@ async def test_partial_fills_of_a_working_entry_are_protected_as_they_come(
     assert final is not None and final.qty == pytest.approx(0.1)
     assert emu.balance("BTC") == (pytest.approx(0.0), pytest.approx(0.1))
     open_legs = [o for o in emu.orders.values() if o.is_open]
-    assert sorted(o.client_id for o in open_legs) == sorted([venue_client_id("e6.sl"), venue_client_id("e6.tp")])
+    assert sorted(o.client_id for o in open_legs) == sorted(
+        [venue_client_id("e6.sl"), venue_client_id("e6.tp")]
+    )
     await emu.set_price(SYM, 17_500.0)
     final_sl = b.order("e6.sl")
     assert final_sl is not None
@@ -701,15 +809,21 @@ async def test_partial_fills_of_a_working_entry_are_protected_as_they_come(
     assert sum(f.qty for f in rec.fills if f.role == "stop_loss") == pytest.approx(0.1)
 
 
-async def test_entry_cancelled_after_a_partial_fill_keeps_its_legs(emu: ExchangeEmulator,
-                                                                   broker: tuple[CcxtBroker, Recorder]) -> None:
+async def test_entry_cancelled_after_a_partial_fill_keeps_its_legs(
+    emu: ExchangeEmulator, broker: tuple[CcxtBroker, Recorder]
+) -> None:
     b, _ = broker
-    entry = Order("e7", OrderRequest(SYM, Side.BUY, 0.1, OrderType.LIMIT, limit_price=19_000.0, stop_loss=18_000.0,
-                                     strategy="s1"))
+    entry = Order(
+        "e7",
+        OrderRequest(
+            SYM, Side.BUY, 0.1, OrderType.LIMIT, limit_price=19_000.0, stop_loss=18_000.0, strategy="s1"
+        ),
+    )
     await b.submit(entry)
     await emu.set_price(SYM, 18_990.0, liquidity=0.03)
-    await until(lambda: b.order("e7.p300.sl") is not None
-                and b.order("e7.p300.sl").status is OrderStatus.ACCEPTED)  # type: ignore[union-attr]
+    await until(
+        lambda: b.order("e7.p300.sl") is not None and b.order("e7.p300.sl").status is OrderStatus.ACCEPTED
+    )  # type: ignore[union-attr]
     posts = emu.stats.order_posts
     await b.cancel("e7")
     assert entry.status is OrderStatus.CANCELLED and entry.filled_qty == pytest.approx(0.03)
@@ -757,8 +871,9 @@ async def test_a_timed_out_order_that_executes_late_is_not_doubled(emu: Exchange
 
 
 async def test_poller_does_not_write_off_an_order_that_may_still_execute(emu: ExchangeEmulator) -> None:
-    b, rec = await make_broker(emu, use_websocket=False, timeout_ms=300, max_retries=0, doubt_window=1.5,
-                               poll_interval=0.05)
+    b, rec = await make_broker(
+        emu, use_websocket=False, timeout_ms=300, max_retries=0, doubt_window=1.5, poll_interval=0.05
+    )
     try:
         emu.faults.only_paths = ("/api/v3/order",)
         emu.faults.timeouts = 1
@@ -769,7 +884,9 @@ async def test_poller_does_not_write_off_an_order_that_may_still_execute(emu: Ex
         assert o.status is OrderStatus.PENDING
         await until(lambda: emu.stats.late_requests == 1)
         await until(lambda: o.status is OrderStatus.FILLED)  # found by the poller, never written off
-        assert rec.statuses("late2")[-1] is OrderStatus.FILLED and OrderStatus.REJECTED not in rec.statuses("late2")
+        assert rec.statuses("late2")[-1] is OrderStatus.FILLED and OrderStatus.REJECTED not in rec.statuses(
+            "late2"
+        )
         assert len(rec.fills) == 1 and emu.stats.order_posts == 1
     finally:
         await b.close()

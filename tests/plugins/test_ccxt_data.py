@@ -34,17 +34,28 @@ async def emu() -> AsyncIterator[ExchangeEmulator]:
 
 
 def source(emu: ExchangeEmulator, tmp_path: Path, **extra: Any) -> CcxtDataSource:
-    opts: dict[str, Any] = {"symbols": [SYM], "timeframe": "1m", "cache_dir": str(tmp_path / "cache"),
-                            "page_limit": 100, "max_retries": 0, "reconnect_base": 0.05, "reconnect_cap": 0.2}
+    opts: dict[str, Any] = {
+        "symbols": [SYM],
+        "timeframe": "1m",
+        "cache_dir": str(tmp_path / "cache"),
+        "page_limit": 100,
+        "max_retries": 0,
+        "reconnect_base": 0.05,
+        "reconnect_cap": 0.2,
+    }
     opts.update(extra)
     return CcxtDataSource(ccxt_config(emu, **opts))
 
 
 def test_uri_resolution() -> None:
-    assert parse_uri("ccxt:binance:ETH/BTC:1h") == ("ccxt", {"exchange": "binance", "symbols": ["ETH/BTC"],
-                                                           "timeframe": "1h"})
-    assert parse_uri("ccxt:binance:BTC/USDT") == ("ccxt", {"exchange": "binance", "symbols": ["BTC/USDT"],
-                                                          "timeframe": "1m"})
+    assert parse_uri("ccxt:binance:ETH/BTC:1h") == (
+        "ccxt",
+        {"exchange": "binance", "symbols": ["ETH/BTC"], "timeframe": "1h"},
+    )
+    assert parse_uri("ccxt:binance:BTC/USDT") == (
+        "ccxt",
+        {"exchange": "binance", "symbols": ["BTC/USDT"], "timeframe": "1m"},
+    )
     assert parse_uri("ccxt:binanceusdm:BTC/USDT:USDT:5m")[1]["symbols"] == ["BTC/USDT:USDT"]  # type: ignore[index]
     assert parse_uri("data/btc.csv") is None
     with pytest.raises(ConfigError, match="not an exchange"):
@@ -134,7 +145,10 @@ async def test_gaps_are_reported_not_filled(emu: ExchangeEmulator, tmp_path: Pat
     try:
         s = await src.history(SYM, T0, T0 + 119 * MIN)
         assert len(s) == 116
-        assert src.gaps[SYM] == [Gap(SYM, T0 + 29 * MIN, T0 + 33 * MIN, 3), Gap(SYM, T0 + 89 * MIN, T0 + 91 * MIN, 1)]
+        assert src.gaps[SYM] == [
+            Gap(SYM, T0 + 29 * MIN, T0 + 33 * MIN, 3),
+            Gap(SYM, T0 + 89 * MIN, T0 + 91 * MIN, 1),
+        ]
         # the gap is a fact about the venue: asking again does not re-download it
         n = emu.stats.requests[KLINES]
         await src.history(SYM, T0, T0 + 119 * MIN)
@@ -173,14 +187,18 @@ async def _collect(agen: AsyncIterator[Bar | Quote], pred: Any, out: list[Bar | 
             return
 
 
-async def test_stream_yields_closed_bars_and_quotes_and_survives_drops(emu: ExchangeEmulator,
-                                                                       tmp_path: Path) -> None:
+async def test_stream_yields_closed_bars_and_quotes_and_survives_drops(
+    emu: ExchangeEmulator, tmp_path: Path
+) -> None:
     src = source(emu, tmp_path)
     got: list[Bar | Quote] = []
     agen = src.stream()
     bars = lambda: [x for x in got if isinstance(x, Bar)]  # noqa: E731
-    task = asyncio.create_task(_collect(agen, lambda out: len([x for x in out if isinstance(x, Bar)]) >= 3, got))
+    task = asyncio.create_task(
+        _collect(agen, lambda out: len([x for x in out if isinstance(x, Bar)]) >= 3, got)
+    )
     try:
+
         async def wait_for(cond: Any) -> None:
             for _ in range(250):
                 if cond():
@@ -188,7 +206,9 @@ async def test_stream_yields_closed_bars_and_quotes_and_survives_drops(emu: Exch
                 await asyncio.sleep(0.02)
             raise AssertionError("not reached")
 
-        await wait_for(lambda: emu.subscribers("btcusdt@kline_1m") == 1 and emu.subscribers("btcusdt@ticker") == 1)
+        await wait_for(
+            lambda: emu.subscribers("btcusdt@kline_1m") == 1 and emu.subscribers("btcusdt@ticker") == 1
+        )
         await emu.set_price(SYM, 101.5, klines=False)
         await wait_for(lambda: any(isinstance(x, Quote) and x.last == 101.5 for x in got))
         await emu.push_kline(SYM, "1m", T0, 100, 102, 99, 101, 5)
@@ -214,9 +234,12 @@ async def test_stream_yields_closed_bars_and_quotes_and_survives_drops(emu: Exch
 
 
 @pytest.mark.parametrize("stable_after", [60.0, 0.0])
-async def test_a_flapping_stream_backs_off_instead_of_hammering(emu: ExchangeEmulator, tmp_path: Path,
-                                                               stable_after: float) -> None:
-    src = source(emu, tmp_path, quotes=False, reconnect_base=0.01, reconnect_cap=0.08, stable_after=stable_after)
+async def test_a_flapping_stream_backs_off_instead_of_hammering(
+    emu: ExchangeEmulator, tmp_path: Path, stable_after: float
+) -> None:
+    src = source(
+        emu, tmp_path, quotes=False, reconnect_base=0.01, reconnect_cap=0.08, stable_after=stable_after
+    )
     agen = src.stream()
     task = asyncio.create_task(_collect(agen, lambda out: False, []))
     try:

@@ -331,8 +331,9 @@ def test_a_long_healthy_batch_comes_back_early_instead_of_being_killed(make_host
     # every bar does real work; the whole batch would take far longer than batch_timeout_s
     lim = SandboxLimits(call_timeout_s=0.5, batch_timeout_s=0.2)
     data = make_series(400)
-    host = loaded(make_host, "def on_bar(ctx, bar):\n    for j in range(100000):\n        pass\n", limits=lim,
-                  data=data)
+    host = loaded(
+        make_host, "def on_bar(ctx, bar):\n    for j in range(100000):\n        pass\n", limits=lim, data=data
+    )
     host.set_series(data)
     first = host.run(0, 400, snapshot())
     assert first.error is None and first.orders == []

@@ -23,8 +23,12 @@ def _trades(result):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("sma_cross", None), ("sma_cross", {"fast": 8, "slow": 21}), ("rsi_reversion", None),
-     ("rsi_reversion", {"oversold": 35.0, "atr_target": 2.0})],
+    [
+        ("sma_cross", None),
+        ("sma_cross", {"fast": 8, "slow": 21}),
+        ("rsi_reversion", None),
+        ("rsi_reversion", {"oversold": 35.0, "atr_target": 2.0}),
+    ],
 )
 def test_js_example_trades_exactly_like_the_python_one(name: str, params, data) -> None:  # type: ignore[no-untyped-def]
     py = run_backtest(SCRIPTS / f"{name}.py", data, params=params)

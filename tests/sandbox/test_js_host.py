@@ -22,8 +22,14 @@ def js(plugins: PluginHost) -> Iterator[Callable[..., JsScriptHost]]:
         series = make_series(n)
         engine = IndicatorEngine(plugins.registry)
         engine.attach_series(series)
-        host = JsScriptHost(source, name="t", filename="t.js", limits=FAST_LIMITS,
-                            indicators=engine.provider(series.symbol), symbol=series.symbol)
+        host = JsScriptHost(
+            source,
+            name="t",
+            filename="t.js",
+            limits=FAST_LIMITS,
+            indicators=engine.provider(series.symbol),
+            symbol=series.symbol,
+        )
         made.append(host)
         return host
 
@@ -89,11 +95,18 @@ function onBar(ctx, bar) {
 def test_live_bars_with_indicators(js: Callable[..., JsScriptHost], plugins: PluginHost) -> None:
     series = make_series(30)
     engine = IndicatorEngine(plugins.registry)
-    host = JsScriptHost("""
+    host = JsScriptHost(
+        """
 function onBar(ctx, bar) {
   ctx.log("i", ctx.barIndex, ctx.indicator("sma", 3), ctx.history("close", 3).length);
 }
-""", name="live", filename="live.js", limits=FAST_LIMITS, indicators=engine.provider(SYMBOL), symbol=SYMBOL)
+""",
+        name="live",
+        filename="live.js",
+        limits=FAST_LIMITS,
+        indicators=engine.provider(SYMBOL),
+        symbol=SYMBOL,
+    )
     try:
         host.load()
         host.start(snapshot(), None)
@@ -113,7 +126,8 @@ function onBar(ctx, bar) {
 
 
 def test_first_use_of_an_indicator_reruns_the_bar_without_duplicating_its_logs(
-        js: Callable[..., JsScriptHost]) -> None:
+    js: Callable[..., JsScriptHost],
+) -> None:
     host = js("""
 function onBar(ctx, bar) {
   ctx.log("before", ctx.barIndex);
@@ -127,8 +141,14 @@ function onBar(ctx, bar) {
     host.start(snapshot(), None)
     res = host.run(0, 3, snapshot())
     assert res.error is None
-    assert res.logs == ["before 0", "after 0 true true", "before 1", "after 1 false false",
-                        "before 2", "after 2 false false"]
+    assert res.logs == [
+        "before 0",
+        "after 0 true true",
+        "before 1",
+        "after 1 false false",
+        "before 2",
+        "after 2 false false",
+    ]
 
 
 def test_realm_is_locked_down_before_user_code(js: Callable[..., JsScriptHost]) -> None:
@@ -159,10 +179,12 @@ function onBar(ctx, bar) {}
 
 
 def test_load_errors_carry_kind_and_line(js: Callable[..., JsScriptHost]) -> None:
-    cases = [("function onBar(ctx, bar) {\n  x = ;\n}\n", "load", 2),
-             ("\n\nundefinedFunction();\nfunction onBar() {}\n", "load", 3),
-             ("const PARAMS = { n: { default: 50, min: 1, max: 10 } };\nfunction onBar() {}\n", "load", None),
-             ("function onbar() {}\n", "load", None)]
+    cases = [
+        ("function onBar(ctx, bar) {\n  x = ;\n}\n", "load", 2),
+        ("\n\nundefinedFunction();\nfunction onBar() {}\n", "load", 3),
+        ("const PARAMS = { n: { default: 50, min: 1, max: 10 } };\nfunction onBar() {}\n", "load", None),
+        ("function onbar() {}\n", "load", None),
+    ]
     for source, kind, line in cases:
         host = js(source)
         with pytest.raises(StrategyError) as info:

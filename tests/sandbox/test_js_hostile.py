@@ -34,13 +34,25 @@ def header(source: str, key: str) -> str | None:
 def make_js(plugins: PluginHost) -> Iterator[Callable[..., JsScriptHost]]:
     made: list[JsScriptHost] = []
 
-    def build(source: str, *, name: str = "s", filename: str = "script.js", n: int = 40,
-              limits: SandboxLimits = FAST_LIMITS) -> JsScriptHost:
+    def build(
+        source: str,
+        *,
+        name: str = "s",
+        filename: str = "script.js",
+        n: int = 40,
+        limits: SandboxLimits = FAST_LIMITS,
+    ) -> JsScriptHost:
         series = make_series(n)
         engine = IndicatorEngine(plugins.registry)
         engine.attach_series(series)
-        host = JsScriptHost(source, name=name, filename=filename, limits=limits,
-                            indicators=engine.provider(series.symbol), symbol=series.symbol)
+        host = JsScriptHost(
+            source,
+            name=name,
+            filename=filename,
+            limits=limits,
+            indicators=engine.provider(series.symbol),
+            symbol=series.symbol,
+        )
         made.append(host)
         return host
 
@@ -108,7 +120,9 @@ def test_hostile_js_is_refused_or_contained(path: Path, make_js: Callable[..., J
 
 
 def test_good_script_keeps_running_beside_hostile_ones(make_js: Callable[..., JsScriptHost]) -> None:
-    good = make_js("function onBar(ctx, bar) {\n  if (ctx.barIndex === 5) ctx.buy(1, { stopLoss: bar.close * 0.9 });\n}\n")
+    good = make_js(
+        "function onBar(ctx, bar) {\n  if (ctx.barIndex === 5) ctx.buy(1, { stopLoss: bar.close * 0.9 });\n}\n"
+    )
     good.load()
     good.set_series(make_series(40))
     assert good.start(snapshot(), None).error is None

@@ -76,7 +76,7 @@ source = "synthetic"
 options = {{ interval_ms = 60000, speed = 1200.0, seed = 5 }}
 
 [sandbox]
-scripts_dir = "{tmp_path / 'scripts'}"
+scripts_dir = "{tmp_path / "scripts"}"
 
 [[strategies]]
 name = "buyer"
@@ -95,21 +95,36 @@ strategy = "{script}"
     result: list[int] = []
     devreload.subprocess.Popen = popen  # type: ignore[assignment,misc]  # observe the children, nothing else
     try:
-        th = threading.Thread(target=lambda: result.append(
-            devreload.run_with_reload(["run", "--config", str(cfg)], str(cfg), stop=stop)))
+        th = threading.Thread(
+            target=lambda: result.append(
+                devreload.run_with_reload(["run", "--config", str(cfg)], str(cfg), stop=stop)
+            )
+        )
         th.start()
         try:
-            until(lambda: query(db, "SELECT qty FROM positions WHERE strategy='buyer' AND qty > 0"), "the entry fill")
-            stops = until(lambda: query(db, "SELECT id FROM orders WHERE strategy='buyer' AND role='stop_loss' "
-                                            "AND status IN ('accepted','open','working','pending','new')"),
-                          "the working stop-loss")
+            until(
+                lambda: query(db, "SELECT qty FROM positions WHERE strategy='buyer' AND qty > 0"),
+                "the entry fill",
+            )
+            stops = until(
+                lambda: query(
+                    db,
+                    "SELECT id FROM orders WHERE strategy='buyer' AND role='stop_loss' "
+                    "AND status IN ('accepted','open','working','pending','new')",
+                ),
+                "the working stop-loss",
+            )
             # halt trading through the control channel, as `stratkernel risk halt` does
             con = sqlite3.connect(db)
-            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('control', ?)",
-                        (json.dumps({"command": "halt", "reason": "test", "user": "t"}),))
+            con.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('control', ?)",
+                (json.dumps({"command": "halt", "reason": "test", "user": "t"}),),
+            )
             con.commit()
             con.close()
-            until(lambda: any("halted" in str(v) for (v,) in query(db, "SELECT value FROM risk_state")), "halt")
+            until(
+                lambda: any("halted" in str(v) for (v,) in query(db, "SELECT value FROM risk_state")), "halt"
+            )
 
             cfg.write_text(cfg.read_text() + "\n# touched\n")  # a config change: restart
             until(lambda: len(children) >= 2, "the restart")

@@ -68,11 +68,16 @@ class Live:
         return self.runtime.kernel
 
     def reloads(self, name: str | None = None) -> list[dict[str, Any]]:
-        return [e.data for e in self.events if e.type == "strategy_reloaded"
-                and (name is None or e.data["strategy"] == name)]
+        return [
+            e.data
+            for e in self.events
+            if e.type == "strategy_reloaded" and (name is None or e.data["strategy"] == name)
+        ]
 
     def logs(self, name: str) -> list[str]:
-        return [e.data["line"] for e in self.events if e.type == "strategy_log" and e.data["strategy"] == name]
+        return [
+            e.data["line"] for e in self.events if e.type == "strategy_log" and e.data["strategy"] == name
+        ]
 
     async def until(self, cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
         for _ in range(int(timeout / 0.02)):
@@ -86,7 +91,9 @@ class Live:
         """Wait until a new log line of ``name`` starts with ``marker``; return its parts."""
         seen = len(self.logs(name))
         line = await self.until(
-            lambda: next((x for x in self.logs(name)[seen:] if x.startswith(marker)), None), f"{name}: {marker}")
+            lambda: next((x for x in self.logs(name)[seen:] if x.startswith(marker)), None),
+            f"{name}: {marker}",
+        )
         return line.split()
 
     async def reload_count(self, name: str, count: int) -> dict[str, Any]:
@@ -100,10 +107,16 @@ async def live(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     cfg = KernelConfig(
-        data_dir=str(tmp_path / "data"), symbols=["SYNTH-USD"], strategies=[],
+        data_dir=str(tmp_path / "data"),
+        symbols=["SYNTH-USD"],
+        strategies=[],
         data={"source": "synthetic", "options": {"interval_ms": 60_000, "speed": 3000.0, "seed": 3}},
-        sandbox={"scripts_dir": str(scripts), "load_scripts": True, "on_delete": on_delete,
-                 "call_timeout_s": 2.0},
+        sandbox={
+            "scripts_dir": str(scripts),
+            "load_scripts": True,
+            "on_delete": on_delete,
+            "call_timeout_s": 2.0,
+        },
         api={"enabled": False},
     )
     runtime = Runtime(cfg)
@@ -153,8 +166,10 @@ async def test_new_changed_and_editor_save_patterns(live: Live, ext: str, templa
     for k in range(5):
         path.write_text(template.replace("VERSION", f"v4{k}"))
         await asyncio.sleep(0.005)
-    await live.until(lambda: live.reloads("strat")[-1]["new_version"] == version(template.replace("VERSION", "v44")),
-                     "the burst's last version")
+    await live.until(
+        lambda: live.reloads("strat")[-1]["new_version"] == version(template.replace("VERSION", "v44")),
+        "the burst's last version",
+    )
     await live.next_log("strat", "v44")
     assert all(r["outcome"] == "reloaded" for r in live.reloads("strat")[3:])
 
@@ -170,14 +185,28 @@ async def test_new_changed_and_editor_save_patterns(live: Live, ext: str, templa
     assert live.kernel.slots["strat"].status == "running"
 
 
-@pytest.mark.parametrize(("ext", "broken", "line"), [
-    (".js", JS.replace("VERSION", "broken").replace("ctx.state.n = ", "ctx.state.n = ;"), 6),
-    (".js", JS.replace("VERSION", "broken").replace("ctx.state.starts = ", "null.x; ctx.state.starts = "), 3),
-    (".py", PY.replace("VERSION", "broken").replace('ctx.state["starts"] = ', 'ctx.state["starts"] = 1 / 0 + '), 5),
-    (".py", PY.replace("VERSION", "broken") + "\nx = ().__class__\n", 11),
-])
-async def test_broken_version_keeps_the_old_one_and_a_fix_recovers(live: Live, ext: str, broken: str,
-                                                                   line: int) -> None:
+@pytest.mark.parametrize(
+    ("ext", "broken", "line"),
+    [
+        (".js", JS.replace("VERSION", "broken").replace("ctx.state.n = ", "ctx.state.n = ;"), 6),
+        (
+            ".js",
+            JS.replace("VERSION", "broken").replace("ctx.state.starts = ", "null.x; ctx.state.starts = "),
+            3,
+        ),
+        (
+            ".py",
+            PY.replace("VERSION", "broken").replace(
+                'ctx.state["starts"] = ', 'ctx.state["starts"] = 1 / 0 + '
+            ),
+            5,
+        ),
+        (".py", PY.replace("VERSION", "broken") + "\nx = ().__class__\n", 11),
+    ],
+)
+async def test_broken_version_keeps_the_old_one_and_a_fix_recovers(
+    live: Live, ext: str, broken: str, line: int
+) -> None:
     path = live.scripts / f"strat{ext}"
     template = JS if ext == ".js" else PY
     path.write_text(template.replace("VERSION", "good1"))
@@ -187,7 +216,9 @@ async def test_broken_version_keeps_the_old_one_and_a_fix_recovers(live: Live, e
     ev = await live.reload_count("strat", 2)
     assert ev["outcome"] == "failed" and ev["ok"] is False
     assert ev["error"]["line"] == line, ev
-    assert ev["new_version"] == version(broken) and ev["old_version"] == version(template.replace("VERSION", "good1"))
+    assert ev["new_version"] == version(broken) and ev["old_version"] == version(
+        template.replace("VERSION", "good1")
+    )
     await live.next_log("strat", "good1")  # the old version keeps handling bars
     assert live.kernel.slots["strat"].version == version(template.replace("VERSION", "good1"))
     fixed = template.replace("VERSION", "fixed")
@@ -196,8 +227,10 @@ async def test_broken_version_keeps_the_old_one_and_a_fix_recovers(live: Live, e
     assert ev["outcome"] == "reloaded" and ev["new_version"] == version(fixed)
     await live.next_log("strat", "fixed")
     stored = await live.runtime.store.events(type_="strategy_reloaded")  # type: ignore[union-attr]
-    assert [json.loads(r["data"])["outcome"] if isinstance(r["data"], str) else r["data"]["outcome"]
-            for r in reversed(stored)][-3:] == ["started", "failed", "reloaded"]
+    assert [
+        json.loads(r["data"])["outcome"] if isinstance(r["data"], str) else r["data"]["outcome"]
+        for r in reversed(stored)
+    ][-3:] == ["started", "failed", "reloaded"]
 
 
 async def test_params_override_file_reloads_without_a_code_change(live: Live) -> None:

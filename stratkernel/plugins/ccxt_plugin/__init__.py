@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{module}", __name__), name)
 
+
 __all__ = [
     "ENV_API_KEY",
     "ENV_PASSWORD",
@@ -64,14 +65,20 @@ def _data_factory(options: dict[str, Any]) -> CcxtDataSource:
 
 @hookimpl
 def register_brokers(register: Callable[..., None]) -> None:
-    register("ccxt", _broker_factory,
-             description="Spot trading on any ccxt exchange (websocket order status where ccxt.pro has it)")
+    register(
+        "ccxt",
+        _broker_factory,
+        description="Spot trading on any ccxt exchange (websocket order status where ccxt.pro has it)",
+    )
 
 
 @hookimpl
 def register_data_sources(register: Callable[..., None]) -> None:
-    register("ccxt", _data_factory,
-             description="OHLCV history with a local SQLite cache and live bars/quotes via ccxt.pro")
+    register(
+        "ccxt",
+        _data_factory,
+        description="OHLCV history with a local SQLite cache and live bars/quotes via ccxt.pro",
+    )
 
 
 @hookimpl

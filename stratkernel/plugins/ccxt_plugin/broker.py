@@ -66,7 +66,14 @@ log = logging.getLogger("stratkernel.plugins.ccxt.broker")
 
 _CLIENT_ID_OK = re.compile(r"^[A-Za-z0-9_-]{1,36}$")
 _BROKER_KEYS = {
-    "doubt_window", "quote", "use_websocket", "poll_interval", "ws_poll_interval", "max_retries", "retry_base", "retry_cap",
+    "doubt_window",
+    "quote",
+    "use_websocket",
+    "poll_interval",
+    "ws_poll_interval",
+    "max_retries",
+    "retry_base",
+    "retry_cap",
 }
 
 
@@ -95,7 +102,12 @@ def _status(ccxt_order: dict[str, Any]) -> OrderStatus:
 
 def _positive_number(config: dict[str, Any], key: str, default: float) -> float:
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(f"ccxt.{key}", f"must be a positive number, got {value!r}")
     return float(value)
 
@@ -178,8 +190,9 @@ class CcxtBroker:
         return Backoff(self._retry_base, self._retry_cap)
 
     async def _call(self, what: str, call: Any) -> Any:
-        return await with_retries(self.exchange, what, call, retries=self.max_retries, backoff=self._backoff(),
-                                  sleep=self.sleep)
+        return await with_retries(
+            self.exchange, what, call, retries=self.max_retries, backoff=self._backoff(), sleep=self.sleep
+        )
 
     def _require_connected(self) -> None:
         if self.exchange is None or not self.exchange.markets:
@@ -241,14 +254,18 @@ class CcxtBroker:
         if spec is None:
             raise OrderRejectedError("unknown_symbol", f"{self.cfg['exchange']} has no market {req.symbol!r}")
         if not self._on_step(req.qty, spec.qty_step):
-            raise OrderRejectedError("invalid_order", f"qty {req.qty} is not a multiple of the step {spec.qty_step}")
+            raise OrderRejectedError(
+                "invalid_order", f"qty {req.qty} is not a multiple of the step {spec.qty_step}"
+            )
         if req.qty < spec.min_qty - 1e-12:
             raise OrderRejectedError("invalid_order", f"qty {req.qty} is below the minimum {spec.min_qty}")
         if req.qty > spec.max_qty:
             raise OrderRejectedError("invalid_order", f"qty {req.qty} is above the maximum {spec.max_qty}")
         for field, price in (("limit_price", req.limit_price), ("stop_price", req.stop_price)):
             if price is not None and not self._on_step(price, spec.price_tick):
-                raise OrderRejectedError("invalid_order", f"{field} {price} is not a multiple of the tick {spec.price_tick}")
+                raise OrderRejectedError(
+                    "invalid_order", f"{field} {price} is not a multiple of the tick {spec.price_tick}"
+                )
         if spec.min_notional > 0:
             ref = await self._reference_price(req)
             if ref > 0 and req.qty * ref < spec.min_notional - 1e-9:
@@ -318,7 +335,9 @@ class CcxtBroker:
                         await self._wait_after(exc, backoff, f"lookup {cid}", attempt)
                         continue
                 try:
-                    response = await self.exchange.create_order(req.symbol, otype, req.side.value, req.qty, price, params)
+                    response = await self.exchange.create_order(
+                        req.symbol, otype, req.side.value, req.qty, price, params
+                    )
                 except ccxt.InvalidOrder as exc:
                     if "duplicate order" in str(exc).lower():
                         # An earlier attempt (maybe by a previous process) got through: adopt it via the
@@ -341,8 +360,11 @@ class CcxtBroker:
                     return
                 await self._apply(order, response, locked=True)
                 return
-            self._unresolved(order, f"venue unreachable after {self.max_retries + 1} attempts "
-                                    f"(last: {type(self._last_net_error).__name__}: {self._last_net_error})")
+            self._unresolved(
+                order,
+                f"venue unreachable after {self.max_retries + 1} attempts "
+                f"(last: {type(self._last_net_error).__name__}: {self._last_net_error})",
+            )
 
     def _unresolved(self, order: Order, why: str) -> None:
         """The venue could not be asked: the order stays PENDING until the poller finds out by client id."""
@@ -358,8 +380,12 @@ class CcxtBroker:
         the position is closed there is nothing left for them to protect.
         """
         for leg in list(self._orders.values()):
-            if (leg.status.is_open and leg.role in ("stop_loss", "take_profit") and leg.symbol == req.symbol
-                    and leg.request.strategy == req.strategy):
+            if (
+                leg.status.is_open
+                and leg.role in ("stop_loss", "take_profit")
+                and leg.symbol == req.symbol
+                and leg.request.strategy == req.strategy
+            ):
                 # An OCO sibling goes with the first cancel; cancel() then just notes it is finished.
                 await self.cancel(leg.id)
 
@@ -370,7 +396,9 @@ class CcxtBroker:
         delay = backoff.next_delay()
         if isinstance(exc, ccxt.DDoSProtection):  # 429/418: the venue says how long to wait
             delay = max(delay, retry_after_seconds(self.exchange))
-        log.warning("%s: %s: %s (attempt %d, retry in %.2fs)", what, type(exc).__name__, exc, attempt + 1, delay)
+        log.warning(
+            "%s: %s: %s (attempt %d, retry in %.2fs)", what, type(exc).__name__, exc, attempt + 1, delay
+        )
         await self.sleep(delay)
 
     async def _adopt_by_client_id(self, order: Order, cid: str) -> bool:
@@ -425,7 +453,9 @@ class CcxtBroker:
             order.avg_fill_price = float(venue.get("average") or order.avg_fill_price or 0.0)
         if changed:
             order.status = status
-            order.updated_ts = int(venue.get("lastUpdateTimestamp") or venue.get("timestamp") or time.time() * 1000)
+            order.updated_ts = int(
+                venue.get("lastUpdateTimestamp") or venue.get("timestamp") or time.time() * 1000
+            )
             if status is OrderStatus.REJECTED and not order.reason:
                 order.reason = "rejected by the venue"
             self.events.on_order_update(order)
@@ -474,25 +504,50 @@ class CcxtBroker:
     def _held_qty(self, entry: Order) -> float:
         """What the entry's fills actually left in the account: minus fees taken in the coin, on the step."""
         fee_in_base = self._base_fees.get(entry.id, 0.0)
-        return float(self.exchange.amount_to_precision(entry.symbol, max(entry.filled_qty - fee_in_base, 0.0)))
+        return float(
+            self.exchange.amount_to_precision(entry.symbol, max(entry.filled_qty - fee_in_base, 0.0))
+        )
 
     def _leg(self, entry: Order, role: str, qty: float, tag: str = "") -> Order:
         req = entry.request
         if role == "stop_loss":
             assert req.stop_loss is not None
             stop = float(self.exchange.price_to_precision(req.symbol, req.stop_loss))
-            leg_req = OrderRequest(req.symbol, req.side.opposite, qty, OrderType.STOP, stop_price=stop,
-                                   reduce_only=True, strategy=req.strategy, source=req.source)
+            leg_req = OrderRequest(
+                req.symbol,
+                req.side.opposite,
+                qty,
+                OrderType.STOP,
+                stop_price=stop,
+                reduce_only=True,
+                strategy=req.strategy,
+                source=req.source,
+            )
             suffix = "sl"
         else:
             assert req.take_profit is not None
             limit = float(self.exchange.price_to_precision(req.symbol, req.take_profit))
-            leg_req = OrderRequest(req.symbol, req.side.opposite, qty, OrderType.LIMIT, limit_price=limit,
-                                   reduce_only=True, strategy=req.strategy, source=req.source)
+            leg_req = OrderRequest(
+                req.symbol,
+                req.side.opposite,
+                qty,
+                OrderType.LIMIT,
+                limit_price=limit,
+                reduce_only=True,
+                strategy=req.strategy,
+                source=req.source,
+            )
             suffix = "tp"
         now = int(time.time() * 1000)
-        return Order(f"{entry.id}.{tag}.{suffix}" if tag else f"{entry.id}.{suffix}", leg_req, OrderStatus.PENDING, created_ts=now, updated_ts=now,
-                     parent_id=entry.id, role=role)
+        return Order(
+            f"{entry.id}.{tag}.{suffix}" if tag else f"{entry.id}.{suffix}",
+            leg_req,
+            OrderStatus.PENDING,
+            created_ts=now,
+            updated_ts=now,
+            parent_id=entry.id,
+            role=role,
+        )
 
     async def _place_bracket(self, entry: Order, qty: float, tag: str = "") -> None:
         """Protect a filled entry at the venue: its stop-loss and take-profit as native orders.
@@ -503,7 +558,9 @@ class CcxtBroker:
         restarted broker finds legs it placed before instead of placing them twice.
         """
         req = entry.request
-        roles = [r for r, p in (("stop_loss", req.stop_loss), ("take_profit", req.take_profit)) if p is not None]
+        roles = [
+            r for r, p in (("stop_loss", req.stop_loss), ("take_profit", req.take_profit)) if p is not None
+        ]
         legs = [self._leg(entry, role, qty, tag) for role in roles]
         for leg in legs:
             self._orders[venue_client_id(leg.id)] = leg
@@ -519,8 +576,12 @@ class CcxtBroker:
         spec = self.symbol_spec(req.symbol)
         if spec is not None and qty < spec.min_qty:
             for leg in legs:
-                self._reject(leg, "invalid_order", f"filled quantity {qty} is below the venue minimum {spec.min_qty}: "
-                             "the entry cannot be protected at the venue")
+                self._reject(
+                    leg,
+                    "invalid_order",
+                    f"filled quantity {qty} is below the venue minimum {spec.min_qty}: "
+                    "the entry cannot be protected at the venue",
+                )
             return
         if len(legs) == 2:
             await self._submit_oco(entry, legs)
@@ -528,28 +589,42 @@ class CcxtBroker:
             await self.submit(legs[0])
         for leg in legs:
             if leg.status is OrderStatus.REJECTED or leg.reason.startswith("venue_unreachable"):
-                log.error("bracket leg %s of %s is not working at the venue: %s", leg.id, entry.id, leg.reason)
+                log.error(
+                    "bracket leg %s of %s is not working at the venue: %s", leg.id, entry.id, leg.reason
+                )
 
     async def _submit_oco(self, entry: Order, legs: list[Order]) -> None:
         sl, tp = legs
         if not self.cfg["exchange"].startswith("binance"):
             # Without an OCO the two sells would lock the same coins twice; protect with the stop alone.
-            self._reject(tp, "unsupported", f"take-profit with stop-loss needs an OCO order list, which this broker "
-                         f"implements for Binance only, not {self.cfg['exchange']}; only the stop-loss was placed")
+            self._reject(
+                tp,
+                "unsupported",
+                f"take-profit with stop-loss needs an OCO order list, which this broker "
+                f"implements for Binance only, not {self.cfg['exchange']}; only the stop-loss was placed",
+            )
             await self.submit(sl)
             return
         market = self.exchange.market(entry.symbol)
         sl_cid, tp_cid = venue_client_id(sl.id), venue_client_id(tp.id)
-        stop_leg: dict[str, Any] = {"Type": "STOP_LOSS", "StopPrice": self.exchange.price_to_precision(
-            entry.symbol, sl.request.stop_price), "ClientOrderId": sl_cid}
-        limit_leg: dict[str, Any] = {"Type": "LIMIT_MAKER", "Price": self.exchange.price_to_precision(
-            entry.symbol, tp.request.limit_price), "ClientOrderId": tp_cid}
+        stop_leg: dict[str, Any] = {
+            "Type": "STOP_LOSS",
+            "StopPrice": self.exchange.price_to_precision(entry.symbol, sl.request.stop_price),
+            "ClientOrderId": sl_cid,
+        }
+        limit_leg: dict[str, Any] = {
+            "Type": "LIMIT_MAKER",
+            "Price": self.exchange.price_to_precision(entry.symbol, tp.request.limit_price),
+            "ClientOrderId": tp_cid,
+        }
         # A sell bracket (protecting a long) has the take-profit above the price and the stop below.
         above, below = (limit_leg, stop_leg) if sl.side is Side.SELL else (stop_leg, limit_leg)
         params: dict[str, Any] = {
-            "symbol": market["id"], "side": sl.side.value.upper(),
+            "symbol": market["id"],
+            "side": sl.side.value.upper(),
             "quantity": self.exchange.amount_to_precision(entry.symbol, sl.request.qty),
-            "listClientOrderId": venue_client_id(f"{sl.id}.oco"), "newOrderRespType": "FULL",
+            "listClientOrderId": venue_client_id(f"{sl.id}.oco"),
+            "newOrderRespType": "FULL",
         }
         params.update({f"above{k}": v for k, v in above.items()})
         params.update({f"below{k}": v for k, v in below.items()})
@@ -577,7 +652,9 @@ class CcxtBroker:
                     await self._apply(leg, parsed, locked=True)
             return
         for leg in legs:
-            self._unresolved(leg, f"bracket of {entry.id}: venue unreachable after {self.max_retries + 1} attempts")
+            self._unresolved(
+                leg, f"bracket of {entry.id}: venue unreachable after {self.max_retries + 1} attempts"
+            )
 
     def _has_fills_for(self, order: Order) -> bool:
         return order.id in self._orders_with_fills
@@ -588,7 +665,9 @@ class CcxtBroker:
             return
         trades = await self._call(
             f"trades of {order.id}",
-            lambda: self.exchange.fetch_my_trades(order.symbol, None, None, {"orderId": order.broker_order_id}),
+            lambda: self.exchange.fetch_my_trades(
+                order.symbol, None, None, {"orderId": order.broker_order_id}
+            ),
         )
         for t in sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
             tid = f"{self.cfg['exchange']}:{order.symbol}:{t['id']}"
@@ -606,10 +685,20 @@ class CcxtBroker:
                 fee_cost *= price  # report fees in the quote currency, like the rest of the account
             self._track_avg(order.symbol, order.side, qty, price)
             self._last_price[order.symbol] = price
-            self.events.on_fill(Fill(
-                id=tid, order_id=order.id, symbol=order.symbol, side=order.side, qty=qty, price=price,
-                fee=fee_cost, ts=int(t.get("timestamp") or 0), strategy=order.request.strategy, role=order.role,
-            ))
+            self.events.on_fill(
+                Fill(
+                    id=tid,
+                    order_id=order.id,
+                    symbol=order.symbol,
+                    side=order.side,
+                    qty=qty,
+                    price=price,
+                    fee=fee_cost,
+                    ts=int(t.get("timestamp") or 0),
+                    strategy=order.request.strategy,
+                    role=order.role,
+                )
+            )
 
     def _track_avg(self, symbol: str, side: Side, qty: float, price: float) -> None:
         held, avg = self._avg_price.get(symbol, (0.0, 0.0))
@@ -640,8 +729,11 @@ class CcxtBroker:
         try:
             result = await self._call(
                 f"cancel {order_id}",
-                lambda: self.exchange.cancel_order(order.broker_order_id or None, order.symbol,
-                                                   {} if order.broker_order_id else {"origClientOrderId": cid}),
+                lambda: self.exchange.cancel_order(
+                    order.broker_order_id or None,
+                    order.symbol,
+                    {} if order.broker_order_id else {"origClientOrderId": cid},
+                ),
             )
         except ccxt.OrderNotFound:
             await self.refresh(order)  # it may have filled or been cancelled meanwhile: report that
@@ -766,13 +858,16 @@ class CcxtBroker:
         """Spot: every non-quote asset held, as a long position (avg price 0 unless filled here)."""
         self._require_connected()
         held = self._asset_symbols(await self._balance())
-        return [Position(symbol, qty, self._avg_price.get(symbol, (0.0, 0.0))[1]) for symbol, qty in sorted(held.items())]
+        return [
+            Position(symbol, qty, self._avg_price.get(symbol, (0.0, 0.0))[1])
+            for symbol, qty in sorted(held.items())
+        ]
 
     async def account(self) -> Account:
         """cash = free quote currency; equity = quote total + other assets at their last price."""
         self._require_connected()
         balance = await self._balance()
-        quote = (balance.get(self.quote) or {})
+        quote = balance.get(self.quote) or {}
         held = self._asset_symbols(balance)
         equity = float(quote.get("total") or 0.0)
         if held:
@@ -797,16 +892,31 @@ class CcxtBroker:
                 await self._apply(order, v)
                 out.append(order)
                 continue
-            otype = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}.get(str(v.get("type")), OrderType.STOP)
+            otype = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}.get(
+                str(v.get("type")), OrderType.STOP
+            )
             trigger = v.get("triggerPrice") or v.get("stopPrice")
             req = OrderRequest(
-                symbol=v["symbol"], side=Side(v["side"]), qty=float(v["amount"]), type=otype,
+                symbol=v["symbol"],
+                side=Side(v["side"]),
+                qty=float(v["amount"]),
+                type=otype,
                 limit_price=float(v["price"]) if v.get("price") else None,
-                stop_price=float(trigger) if trigger else None, source="venue", client_id=cid,
+                stop_price=float(trigger) if trigger else None,
+                source="venue",
+                client_id=cid,
             )
-            out.append(Order(id=cid or str(v["id"]), request=req, status=_status(v),
-                             filled_qty=float(v.get("filled") or 0.0), avg_fill_price=float(v.get("average") or 0.0),
-                             created_ts=int(v.get("timestamp") or 0), broker_order_id=str(v["id"])))
+            out.append(
+                Order(
+                    id=cid or str(v["id"]),
+                    request=req,
+                    status=_status(v),
+                    filled_qty=float(v.get("filled") or 0.0),
+                    avg_fill_price=float(v.get("average") or 0.0),
+                    created_ts=int(v.get("timestamp") or 0),
+                    broker_order_id=str(v["id"]),
+                )
+            )
         return out
 
     async def preflight(self) -> Preflight:

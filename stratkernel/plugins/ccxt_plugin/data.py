@@ -43,8 +43,18 @@ log = logging.getLogger("stratkernel.plugins.ccxt.data")
 
 TIMEFRAME_RE = re.compile(r"^\d+[smhdwMy]$")
 _DATA_KEYS = {
-    "symbols", "symbol", "timeframe", "stable_after", "cache_dir", "page_limit", "max_retries", "quotes", "bars", "reconnect_base",
-    "reconnect_cap", "ticker_params",
+    "symbols",
+    "symbol",
+    "timeframe",
+    "stable_after",
+    "cache_dir",
+    "page_limit",
+    "max_retries",
+    "quotes",
+    "bars",
+    "reconnect_base",
+    "reconnect_cap",
+    "ticker_params",
 }
 
 _SCHEMA = """
@@ -128,8 +138,15 @@ class OhlcvCache:
             ).fetchall()
         return [(int(a), int(b)) for a, b in rows]
 
-    def store(self, exchange: str, symbol: str, timeframe: str, step: int, rows: list[tuple[Any, ...]],
-              covered: tuple[int, int]) -> None:
+    def store(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        step: int,
+        rows: list[tuple[Any, ...]],
+        covered: tuple[int, int],
+    ) -> None:
         """Insert bars (ignoring ones already cached) and extend the coverage, in one transaction."""
         with contextlib.closing(self._connect()) as db, db:
             db.executemany(
@@ -168,7 +185,7 @@ class CcxtDataSource:
         if not symbols and self.cfg.get("symbol"):  # the runtime passes the kernel's first symbol this way
             symbols = [self.cfg["symbol"]]
         if not isinstance(symbols, list) or not all(isinstance(s, str) and s for s in symbols):
-            raise ConfigError("ccxt.symbols", f"must be a list of symbols like [\"BTC/USDT\"], got {symbols!r}")
+            raise ConfigError("ccxt.symbols", f'must be a list of symbols like ["BTC/USDT"], got {symbols!r}')
         self.symbols: list[str] = symbols
         self.timeframe = str(self.cfg.get("timeframe", "1m"))
         self.step = timeframe_ms(self.timeframe)
@@ -177,7 +194,9 @@ class CcxtDataSource:
             raise ConfigError("ccxt.page_limit", f"must be an integer in [1, 5000], got {limit!r}")
         self.page_limit = limit
         self.max_retries = int(self.cfg.get("max_retries", 5))
-        self.cache = OhlcvCache(Path(self.cfg.get("cache_dir", ".stratkernel/cache/ccxt")).expanduser() / "ohlcv.sqlite")
+        self.cache = OhlcvCache(
+            Path(self.cfg.get("cache_dir", ".stratkernel/cache/ccxt")).expanduser() / "ohlcv.sqlite"
+        )
         self.want_quotes = bool(self.cfg.get("quotes", True))
         self.want_bars = bool(self.cfg.get("bars", True))
         self.reconnect_base = float(self.cfg.get("reconnect_base", 0.5))
@@ -199,8 +218,13 @@ class CcxtDataSource:
         if self._exchange is None:
             self._exchange = make_exchange(self.cfg, pro=False)
         if not self._exchange.markets:
-            await with_retries(self._exchange, "load markets", lambda: self._exchange.load_markets(),
-                               retries=self.max_retries, backoff=Backoff(0.25, 10.0))
+            await with_retries(
+                self._exchange,
+                "load markets",
+                lambda: self._exchange.load_markets(),
+                retries=self.max_retries,
+                backoff=Backoff(0.25, 10.0),
+            )
         return self._exchange
 
     async def close(self) -> None:
@@ -224,7 +248,9 @@ class CcxtDataSource:
         start = -(-start // step) * step  # first bar open time at or after start
         end = (end // step) * step
         if start > end:
-            raise ValidationError("start_ms", start_ms, f"is after end_ms ({end_ms}) or after the last closed bar")
+            raise ValidationError(
+                "start_ms", start_ms, f"is after end_ms ({end_ms}) or after the last closed bar"
+            )
         coverage = self.cache.coverage(self.exchange_name, symbol, self.timeframe)
         todo = _missing(coverage, start, end, step)
         if todo:
@@ -237,13 +263,23 @@ class CcxtDataSource:
             finally:
                 # Callers such as the backtest runner never close a data source; don't leak the session.
                 await self.close()
-        data = await asyncio.to_thread(self.cache.load, self.exchange_name, symbol, self.timeframe, start, end)
-        series = BarSeries.from_arrays(symbol, data[:, 0].astype(np.int64), data[:, 1], data[:, 2], data[:, 3],
-                                       data[:, 4], data[:, 5])
+        data = await asyncio.to_thread(
+            self.cache.load, self.exchange_name, symbol, self.timeframe, start, end
+        )
+        series = BarSeries.from_arrays(
+            symbol, data[:, 0].astype(np.int64), data[:, 1], data[:, 2], data[:, 3], data[:, 4], data[:, 5]
+        )
         self.gaps[symbol] = self._find_gaps(symbol, series.ts)
         for g in self.gaps[symbol]:
-            log.warning("%s %s %s: %d bar(s) missing between %d and %d", self.exchange_name, symbol,
-                        self.timeframe, g.missing, g.after_ts, g.before_ts)
+            log.warning(
+                "%s %s %s: %d bar(s) missing between %d and %d",
+                self.exchange_name,
+                symbol,
+                self.timeframe,
+                g.missing,
+                g.after_ts,
+                g.before_ts,
+            )
         return series
 
     def _find_gaps(self, symbol: str, ts: np.ndarray) -> list[Gap]:
@@ -257,12 +293,17 @@ class CcxtDataSource:
         cursor = start
 
         def fetch(since: int) -> Any:
-            return lambda: ex.fetch_ohlcv(symbol, self.timeframe, since, self.page_limit, {"until": end + self.step - 1})
+            return lambda: ex.fetch_ohlcv(
+                symbol, self.timeframe, since, self.page_limit, {"until": end + self.step - 1}
+            )
 
         while cursor <= end:
             page: list[list[Any]] = await with_retries(
-                ex, f"fetch_ohlcv {symbol} since {cursor}", fetch(cursor),
-                retries=self.max_retries, backoff=Backoff(0.25, 10.0),
+                ex,
+                f"fetch_ohlcv {symbol} since {cursor}",
+                fetch(cursor),
+                retries=self.max_retries,
+                backoff=Backoff(0.25, 10.0),
             )
             self.pages_fetched += 1
             rows = []
@@ -279,8 +320,15 @@ class CcxtDataSource:
             last_seen = max((int(r[0]) for r in page if cursor <= int(r[0]) <= end), default=None)
             # A short page means the venue has nothing more up to ``end``: the whole rest is covered.
             covered_to = end if last_seen is None or len(page) < self.page_limit else last_seen
-            await asyncio.to_thread(self.cache.store, self.exchange_name, symbol, self.timeframe, self.step,
-                                    rows, (cursor, covered_to))
+            await asyncio.to_thread(
+                self.cache.store,
+                self.exchange_name,
+                symbol,
+                self.timeframe,
+                self.step,
+                rows,
+                (cursor, covered_to),
+            )
             if covered_to >= end:
                 return
             cursor = covered_to + self.step
@@ -297,8 +345,13 @@ class CcxtDataSource:
         queue: asyncio.Queue[Bar | Quote | BaseException] = asyncio.Queue(maxsize=10_000)
         tasks: list[asyncio.Task[None]] = []
         try:
-            await with_retries(ex, "load markets", lambda: ex.load_markets(), retries=self.max_retries,
-                               backoff=Backoff(0.25, 10.0))
+            await with_retries(
+                ex,
+                "load markets",
+                lambda: ex.load_markets(),
+                retries=self.max_retries,
+                backoff=Backoff(0.25, 10.0),
+            )
             for symbol in self.symbols:
                 if symbol not in ex.markets:
                     raise ValidationError("symbol", symbol, f"{self.exchange_name} has no such market")
@@ -355,17 +408,30 @@ class CcxtDataSource:
                 if pending is not None and c[0] > pending[0] and pending[0] > emitted:
                     # The venue started a newer bar: the pending one is closed and final.
                     try:
-                        out.append(Bar.parse(int(pending[0]), pending[1], pending[2], pending[3], pending[4],
-                                             pending[5] or 0.0, symbol))
+                        out.append(
+                            Bar.parse(
+                                int(pending[0]),
+                                pending[1],
+                                pending[2],
+                                pending[3],
+                                pending[4],
+                                pending[5] or 0.0,
+                                symbol,
+                            )
+                        )
                         emitted = int(pending[0])
                     except ValidationError as exc:
                         self.refused_rows += 1
-                        log.warning("%s %s: refused live bar %s: %s", self.exchange_name, symbol, pending, exc)
+                        log.warning(
+                            "%s %s: refused live bar %s: %s", self.exchange_name, symbol, pending, exc
+                        )
                 if pending is None or c[0] >= pending[0]:
                     pending = list(c)
             return out
 
-        await self._watch(f"watch_ohlcv {symbol}", lambda: ex.watch_ohlcv(symbol, self.timeframe), handle, queue)
+        await self._watch(
+            f"watch_ohlcv {symbol}", lambda: ex.watch_ohlcv(symbol, self.timeframe), handle, queue
+        )
 
     async def _quotes(self, ex: Any, symbol: str, queue: asyncio.Queue[Any]) -> None:
         def handle(t: dict[str, Any]) -> list[Quote]:
@@ -375,15 +441,25 @@ class CcxtDataSource:
             if bid is None or ask is None or not (math.isfinite(bid) and math.isfinite(ask)):
                 return []
             try:
-                return [Quote.parse(int(t.get("timestamp") or time.time() * 1000), bid, ask, last, symbol,
-                                    t.get("bidVolume") or 0.0, t.get("askVolume") or 0.0)]
+                return [
+                    Quote.parse(
+                        int(t.get("timestamp") or time.time() * 1000),
+                        bid,
+                        ask,
+                        last,
+                        symbol,
+                        t.get("bidVolume") or 0.0,
+                        t.get("askVolume") or 0.0,
+                    )
+                ]
             except ValidationError as exc:
                 self.refused_rows += 1
                 log.warning("%s %s: refused quote: %s", self.exchange_name, symbol, exc)
                 return []
 
-        await self._watch(f"watch_ticker {symbol}", lambda: ex.watch_ticker(symbol, dict(self.ticker_params)),
-                          handle, queue)
+        await self._watch(
+            f"watch_ticker {symbol}", lambda: ex.watch_ticker(symbol, dict(self.ticker_params)), handle, queue
+        )
 
 
 def parse_uri(uri: str) -> tuple[str, dict[str, Any]] | None:
@@ -392,7 +468,9 @@ def parse_uri(uri: str) -> tuple[str, dict[str, Any]] | None:
         return None
     parts = uri.split(":")
     if len(parts) < 3 or not parts[1] or not parts[2]:
-        raise ConfigError("data", f"{uri!r}: expected ccxt:EXCHANGE:SYMBOL[:TIMEFRAME], e.g. ccxt:binance:BTC/USDT:1m")
+        raise ConfigError(
+            "data", f"{uri!r}: expected ccxt:EXCHANGE:SYMBOL[:TIMEFRAME], e.g. ccxt:binance:BTC/USDT:1m"
+        )
     timeframe = "1m"
     rest = parts[2:]
     if len(rest) > 1 and TIMEFRAME_RE.match(rest[-1]):

@@ -33,7 +33,15 @@ ENV_SECRET = "STRATKERNEL_CCXT_SECRET"
 ENV_PASSWORD = "STRATKERNEL_CCXT_PASSWORD"  # some venues (OKX, KuCoin) need a passphrase too
 
 _KNOWN_KEYS = {
-    "exchange", "api_key", "secret", "password", "urls", "options", "sandbox", "rate_limit", "timeout_ms",
+    "exchange",
+    "api_key",
+    "secret",
+    "password",
+    "urls",
+    "options",
+    "sandbox",
+    "rate_limit",
+    "timeout_ms",
 }
 
 
@@ -47,7 +55,7 @@ def exchange_config(config: dict[str, Any], *, extra_keys: set[str] = frozenset(
         raise ConfigError(f"ccxt.{sorted(unknown)[0]}", f"unknown option (allowed: {allowed})")
     name = config.get("exchange")
     if not isinstance(name, str) or not name:
-        raise ConfigError("ccxt.exchange", "is required, e.g. \"binance\"")
+        raise ConfigError("ccxt.exchange", 'is required, e.g. "binance"')
     if name not in ccxt.exchanges:
         raise ConfigError("ccxt.exchange", f"{name!r} is not an exchange ccxt {ccxt.__version__} knows")
     for key in ("urls", "options"):
@@ -166,10 +174,19 @@ async def with_retries(
             delay = backoff.next_delay()
             if isinstance(exc, ccxt.DDoSProtection):
                 delay = max(delay, retry_after_seconds(exchange))
-            log.warning("%s: %s: %s; retry %d/%d in %.2fs", what, type(exc).__name__, _short(exc),
-                        attempt + 1, retries, delay)
+            log.warning(
+                "%s: %s: %s; retry %d/%d in %.2fs",
+                what,
+                type(exc).__name__,
+                _short(exc),
+                attempt + 1,
+                retries,
+                delay,
+            )
             await sleep(delay)
-    raise BrokerConnectionError(f"{what} failed after {retries + 1} attempts: {type(last).__name__}: {_short(last)}")
+    raise BrokerConnectionError(
+        f"{what} failed after {retries + 1} attempts: {type(last).__name__}: {_short(last)}"
+    )
 
 
 def reject_code(exc: BaseException) -> str:
