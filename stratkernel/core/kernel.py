@@ -40,6 +40,7 @@ from .model import (
     OrderStatus,
     Position,
     Quote,
+    Side,
     TradingState,
 )
 from .portfolio import Portfolio
@@ -425,7 +426,7 @@ class Kernel:
                     if self.store is not None and self.mode == "live":
                         await self.store.upsert_order(order)
                     if order.status in ORDER_EVENT_STATUSES:
-                        self.emit("order", _order_event(order))
+                        self.emit("order", order_event(order))
             if self._fill_q:
                 fills, self._fill_q = self._fill_q, []
                 for fill in fills:
@@ -526,15 +527,14 @@ class Kernel:
                 )
 
     async def flatten(self, *, source: str = "operator") -> list[Decision]:
-        """Close every position the kernel holds, through the gate (reduce-only orders pass HALTED? no:
-        they pass REDUCING; the kill switch moves to REDUCING, flattens, then HALTS)."""
+        """Close every position the kernel holds with reduce-only orders, through the gate. Those pass
+        REDUCING, not HALTED: the kill switch moves to REDUCING, flattens, then halts."""
         reqs = []
         for p in self.portfolio.strategy_positions():
-            side = "sell" if p.qty > 0 else "buy"
             reqs.append(
                 OrderRequest(
                     p.symbol,
-                    _side(side),
+                    Side.SELL if p.qty > 0 else Side.BUY,
                     abs(p.qty),
                     reduce_only=True,
                     strategy=p.strategy,
@@ -866,13 +866,7 @@ class Kernel:
             self.emit("kernel", {"event": "reconcile", "differences": {k: list(v) for k, v in diffs.items()}})
 
 
-def _side(value: str) -> Any:
-    from .model import Side
-
-    return Side(value)
-
-
-def _order_event(order: Order) -> dict[str, Any]:
+def order_event(order: Order) -> dict[str, Any]:
     r = order.request
     return {
         "id": order.id,

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, StrategyError, ValidationError
+from .errors import ValidationError
 from .events import Event
 from .kernel import Kernel
 from .model import TradingState, order_request_from_untrusted
@@ -200,9 +200,9 @@ class KernelService:
         self, *, open_only: bool = False, strategy: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
         orders = await self.store.orders(open_only=open_only, strategy=strategy, limit=limit, offset=offset)
-        from .kernel import _order_event
+        from .kernel import order_event
 
-        return [{**_order_event(o), "created_ts": o.created_ts, "updated_ts": o.updated_ts} for o in orders]
+        return [{**order_event(o), "created_ts": o.created_ts, "updated_ts": o.updated_ts} for o in orders]
 
     async def fills(
         self, *, strategy: str | None = None, limit: int = 100, offset: int = 0
@@ -399,4 +399,4 @@ class BacktestJob:
             self._proc.kill()
 
 
-__all__ = ["BacktestJob", "ConfigError", "KernelService", "StrategyError"]
+__all__ = ["BacktestJob", "KernelService"]
