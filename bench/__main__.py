@@ -206,15 +206,6 @@ class Bench:
             "failure": res.failure,
         }
 
-    def api(self) -> dict[str, Any]:
-        """Authenticated GET /positions under concurrent load, and the kernel's bars/s with and without
-        that load, in the serving mode `stratkernel run` uses (API on its own thread)."""
-        import asyncio
-
-        from stratkernel.api.bench import run_api_bench
-
-        return dict(asyncio.run(run_api_bench(mode="thread")))
-
     def external(self, module: str, func: str, **kwargs: Any) -> Callable[[], dict[str, Any]]:
         def run() -> dict[str, Any]:
             import importlib
@@ -242,7 +233,14 @@ def main(argv: list[str] | None = None) -> int:
         ("gate", b.external("bench.gate_bench", "bench_gate")),
         ("reload (python)", b.external("bench.reload_bench", "bench_reload", language="py")),
         ("reload (javascript)", b.external("bench.reload_bench", "bench_reload", language="js")),
-        ("api", b.api),
+        (
+            "api (own process, the default)",
+            b.external("stratkernel.api.bench", "run_api_bench_sync", mode="process"),
+        ),
+        (
+            "api (thread in the kernel's process)",
+            b.external("stratkernel.api.bench", "run_api_bench_sync", mode="thread"),
+        ),
     ]
     for name, fn in sections:
         if only and name not in only and name != "data":

@@ -33,7 +33,8 @@ from typing import Any
 
 BENCH_SECRET_BYTES = 48
 NOTE = (
-    "loop: API on the kernel's event loop; thread: API on its own thread via KernelBridge. The load "
+    "loop: API on the kernel's event loop; thread: API on its own thread via KernelBridge; process: API "
+    "in its own process over the kernel's Unix socket (the default of stratkernel run). The load "
     "generator is a separate process. 2 shared cores: figures are indicative, compare modes run together."
 )
 
@@ -118,8 +119,8 @@ async def run_api_bench(
     from .server import ApiThread, build_server
     from .users import UserStore
 
-    if mode not in ("loop", "thread"):
-        raise ValueError(f"mode must be 'loop' or 'thread', not {mode!r}")
+    if mode not in ("loop", "thread", "process"):
+        raise ValueError(f"mode must be 'loop', 'thread' or 'process', not {mode!r}")
     with tempfile.TemporaryDirectory(prefix="sk-api-bench-") as tmp:
         kcfg = KernelConfig(data_dir=tmp, sandbox={"scripts_dir": str(Path(tmp) / "scripts")})
         runtime = Runtime(kcfg)
@@ -136,18 +137,25 @@ async def run_api_bench(
         password = secrets.token_urlsafe(18)
         async with UserStore(kcfg.db_path) as seed:
             await seed.add_user("bench", password, "viewer")
-        config = ApiConfig(
-            jwt_secret=secrets.token_urlsafe(BENCH_SECRET_BYTES),
-            db_path=kcfg.db_path,
-            rate_limit_general="100000000/minute",
-        )
+        secret = secrets.token_urlsafe(BENCH_SECRET_BYTES)
+        config = ApiConfig(jwt_secret=secret, db_path=kcfg.db_path, rate_limit_general="100000000/minute")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         api_thread: ApiThread | None = None
         server_task: asyncio.Task[None] | None = None
         server = None
-        if mode == "thread":
+        api_proc = None
+        if mode == "process":
+            from .process import start_api_process
+
+            port = sock.getsockname()[1]
+            sock.close()
+            api_proc = await start_api_process(
+                runtime.service, host="127.0.0.1", port=port, db_path=kcfg.db_path,
+                env={"STRATKERNEL_JWT_SECRET": secret, "STRATKERNEL_API_RATE_LIMIT_GENERAL": "100000000/minute"},
+            )  # fmt: skip
+        elif mode == "thread":
             app = create_app(config, service=KernelBridge(runtime.service, asyncio.get_running_loop()))
             api_thread = ApiThread(app, config, log_level="error")
             api_thread.start(sockets=[sock])
@@ -185,6 +193,8 @@ async def run_api_bench(
             out, _ = await loader.communicate()
             load = json.loads(out.decode())
         finally:
+            if api_proc is not None:
+                await api_proc.stop()
             if api_thread is not None:
                 # The thread's loop must finish its shutdown while the kernel's loop keeps running.
                 await asyncio.to_thread(api_thread.stop)
@@ -209,13 +219,18 @@ async def run_api_bench(
     }
 
 
+def run_api_bench_sync(**kwargs: Any) -> dict[str, Any]:
+    """:func:`run_api_bench` for callers without an event loop (``make bench``)."""
+    return asyncio.run(run_api_bench(**kwargs))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stratkernel.api.bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured phase")
-    parser.add_argument("--mode", choices=["loop", "thread", "both"], default="both")
+    parser.add_argument("--mode", choices=["loop", "thread", "process", "all"], default="all")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--token-stdin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -224,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         token = sys.stdin.readline().strip()
         print(json.dumps(asyncio.run(_load(args.load, token, args.concurrency, args.seconds))))
         return 0
-    modes = ["loop", "thread"] if args.mode == "both" else [args.mode]
+    modes = ["loop", "thread", "process"] if args.mode == "all" else [args.mode]
     results = [asyncio.run(run_api_bench(args.concurrency, args.seconds, mode=m)) for m in modes]
     print(json.dumps({"api_bench": results, "note": NOTE}, indent=2))
     return 0

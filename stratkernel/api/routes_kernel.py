@@ -416,7 +416,7 @@ async def submit_backtest(request: Request, principal: Trader, body: BacktestReq
     """
     strategy = body.strategy
     if strategy.endswith((".py", ".js")):
-        scripts_dir = await _call(request, lambda s: s.kernel.config.sandbox.scripts_dir)
+        scripts_dir = await _call(request, lambda s: s.scripts_dir())
         strategy = str(PurePath(scripts_dir) / strategy)
     data_path = PurePath(body.data)
     if data_path.is_absolute() or ".." in data_path.parts or "\\" in body.data:
@@ -434,7 +434,7 @@ async def submit_backtest(request: Request, principal: Trader, body: BacktestReq
 
 @router.get("/backtests", tags=["backtests"], summary="Backtest jobs of this process")
 async def list_backtests(request: Request, principal: Viewer) -> list[Json]:
-    return jsonable(await _call(request, lambda s: [job.info() for job in s.jobs.values()]))
+    return jsonable(await _call(request, lambda s: s.backtest_jobs()))
 
 
 @router.get("/backtests/{job_id}", tags=["backtests"], summary="Progress and results of a backtest")

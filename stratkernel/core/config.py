@@ -71,6 +71,11 @@ class ApiSection(BaseModel):
     enabled: bool = Field(True, description="Serve the HTTP API from `stratkernel run`.")
     host: str = Field("127.0.0.1", description="Listen address; keep loopback unless behind a proxy.")
     port: int = Field(8787, ge=0, le=65535, description="Listen port (0: any free port).")
+    mode: Literal["process", "thread"] = Field(
+        "process",
+        description="`process`: the API runs in its own process and calls the kernel over a private Unix "
+        "socket, so API load cannot slow trading; `thread`: in the kernel's process on its own thread.",
+    )
 
 
 class KernelConfig(BaseSettings):

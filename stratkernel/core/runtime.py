@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -92,7 +93,10 @@ class Runtime:
         finally:
             log.info("stopping ...")
             if server is not None:
-                await asyncio.to_thread(server.stop)  # uvicorn finishes its lifespan on its own thread
+                if inspect.iscoroutinefunction(server.stop):
+                    await server.stop()  # the API process: SIGTERM, then wait
+                else:
+                    await asyncio.to_thread(server.stop)  # uvicorn finishes its lifespan on its own thread
             for t in self._tasks:
                 t.cancel()
             for t in self._tasks:
@@ -128,7 +132,8 @@ class Runtime:
         try:
             from stratkernel.api.app import create_app
             from stratkernel.api.bridge import KernelBridge
-            from stratkernel.api.config import ApiConfig, ensure_local_secret
+            from stratkernel.api.config import ApiConfig, ensure_local_secret, load_signing_keys
+            from stratkernel.api.process import start_api_process
             from stratkernel.api.server import ApiThread
             from stratkernel.api.users import UserStore
         except ImportError as exc:
@@ -158,8 +163,31 @@ class Runtime:
                 f"  (shown once; change it with `stratkernel users passwd admin`)\n",
                 flush=True,
             )
-        # The API runs on its own thread and loop; each facade call is scheduled onto the kernel's loop.
-        # Serving it on the kernel's loop let heavy API traffic take most of the kernel's time.
+        load_signing_keys(api_cfg)  # refuse a weak secret here, before anything listens
+        if cfg.api.mode == "process":
+            # The API in its own process, calling the kernel over a private Unix socket: API load can
+            # take a CPU, never the kernel's interpreter (measured in make bench).
+            try:
+                proc = await start_api_process(
+                    self.service,
+                    host=cfg.api.host,
+                    port=cfg.api.port,
+                    db_path=cfg.db_path,
+                    secret_file=kwargs.get("jwt_secret_file"),
+                )
+            except RuntimeError as exc:
+                log.error(
+                    "API could not start on %s:%s (%s; port in use? set [api] port or STRATKERNEL_API__PORT); "
+                    "the kernel keeps running without the API",
+                    cfg.api.host,
+                    cfg.api.port,
+                    exc,
+                )
+                return None
+            self.api_url = f"http://{cfg.api.host}:{proc.port}"
+            log.info("API listening on %s (own process, pid %d)", self.api_url, proc.proc.pid)
+            return proc
+        # The API on its own thread and loop; each facade call is scheduled onto the kernel's loop.
         bridge = KernelBridge(self.service, asyncio.get_running_loop())
         api = ApiThread(create_app(api_cfg, service=bridge), api_cfg, log_level="warning")
         try:

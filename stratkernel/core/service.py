@@ -313,6 +313,12 @@ class KernelService:
             error=job.error,
         )
 
+    def backtest_jobs(self) -> list[dict[str, Any]]:
+        return [job.info() for job in self.jobs.values()]
+
+    def scripts_dir(self) -> str:
+        return str(self.kernel.config.sandbox.scripts_dir)
+
     def backtest(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(job_id)
         if job is None:
