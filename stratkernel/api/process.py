@@ -61,6 +61,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
         out.update(field=exc.field, value=repr(exc.value)[:200], reason=exc.reason)
     elif isinstance(exc, errors_mod.ConfigError):
         out.update(field=exc.field, reason=str(exc).split(": ", 1)[-1])
+    elif isinstance(exc, errors_mod.StrategyError):
+        out.update(exc.as_dict())
     return out
 
 
@@ -70,6 +72,14 @@ def _raise(err: dict[str, Any]) -> None:
         raise errors_mod.ValidationError(str(err.get("field")), err.get("value"), str(err.get("reason")))
     if kind == "ConfigError":
         raise errors_mod.ConfigError(str(err.get("field")), str(err.get("reason")))
+    if kind == "StrategyError" and err.get("kind") in ("load", "runtime", "limit", "policy"):
+        line = err.get("line")
+        raise errors_mod.StrategyError(
+            err["kind"],
+            str(err.get("message")),
+            line=line if type(line) is int else None,
+            strategy=str(err["strategy"]) if err.get("strategy") else None,
+        )
     cls = getattr(errors_mod, str(kind), None)
     if isinstance(cls, type) and issubclass(cls, errors_mod.StratkernelError) and cls not in (
         errors_mod.StrategyError, errors_mod.PluginError, errors_mod.DuplicateNameError,

@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 from stratkernel.api.process import ServiceProxy, serve_service
 from stratkernel.api.users import UserStore
 from stratkernel.core.config import KernelConfig
-from stratkernel.core.errors import ValidationError
+from stratkernel.core.errors import StrategyError, ValidationError
 from stratkernel.core.runtime import Runtime
 
 
@@ -86,6 +86,9 @@ class _Facade:
     async def stop_strategy(self, name: str) -> dict:
         raise ValidationError("name", name, "unknown strategy")
 
+    async def upload_script(self, name: str, source: str) -> dict:
+        raise StrategyError("policy", "names starting with '_' are not allowed", line=2, strategy=name)
+
     def subscribe(self, callback: object) -> object:
         return lambda: None
 
@@ -100,6 +103,9 @@ async def test_the_socket_offers_only_facade_methods_and_carries_errors(tmp_path
         with pytest.raises(ValidationError) as info:
             await proxy.stop_strategy("nope")
         assert info.value.field == "name" and "unknown" in info.value.reason
+        with pytest.raises(StrategyError) as refused:  # the route turns this into a 422 with the line
+            await proxy.upload_script("evil", "x")
+        assert (refused.value.kind, refused.value.line, refused.value.strategy) == ("policy", 2, "evil")
         with pytest.raises(AttributeError):
             proxy.kernel  # noqa: B018 - only facade methods exist on the proxy
         with pytest.raises(ValidationError, match="not a facade method"):
