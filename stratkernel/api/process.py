@@ -22,7 +22,6 @@ import contextlib
 import inspect
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any
 
 from ..core import errors as errors_mod
 from ..core.events import Event
+from .routes_kernel import jsonable
 
 log = logging.getLogger("stratkernel.api.process")
 
@@ -42,17 +42,6 @@ ALLOWED = frozenset({
     "halt", "resume", "flatten", "set_limits", "submit_backtest", "backtest", "backtest_jobs",
     "cancel_backtest", "scripts_dir",
 })  # fmt: skip
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: non-finite floats become None (an unlimited limit is ``inf``)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -109,7 +98,7 @@ async def serve_service(service: Any, path: Path) -> asyncio.AbstractServer:
                         # a slow API process is skipped, never waited for: trading does not slow down
                         if writer.transport.get_write_buffer_size() > MAX_LINE:
                             return
-                        data = json.dumps({"event": _plain(ev.as_dict())}, default=str).encode() + b"\n"
+                        data = json.dumps({"event": jsonable(ev.as_dict())}, default=str).encode() + b"\n"
                         loop.call_soon(writer.write, data)
 
                     unsubscribe = service.subscribe(forward)
@@ -122,7 +111,7 @@ async def serve_service(service: Any, path: Path) -> asyncio.AbstractServer:
                     result = getattr(service, name)(*msg.get("args", []), **msg.get("kwargs", {}))
                     if inspect.isawaitable(result):
                         result = await result
-                    reply["result"] = _plain(result)
+                    reply["result"] = jsonable(result)
                 except Exception as exc:  # every failure goes back to the caller as a value
                     if not isinstance(exc, errors_mod.StratkernelError):
                         log.exception("facade call %s failed", name)
