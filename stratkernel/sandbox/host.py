@@ -336,7 +336,15 @@ class ScriptHost:
                 "runtime", "script host is not loaded (call load() first)", strategy=self.name
             )
 
+    # the worker program and its name in errors; the V8 host runs its own worker through the same start
+    worker_script: Path = WORKER
+    worker_label = "sandbox"
+
     def _spawn(self) -> None:
+        self._start_worker()
+
+    def _start_worker(self) -> dict[str, Any]:
+        """Start the confined worker and read its hello (non-blocking writes, parent-enforced budgets)."""
         lim = asdict(self.limits)
         memfd = os.memfd_create("stratkernel-heartbeat", os.MFD_CLOEXEC)
         try:
@@ -347,7 +355,7 @@ class ScriptHost:
             self._beat = memoryview(self._page).cast("q")
             debug = os.environ.get("STRATKERNEL_SANDBOX_DEBUG") == "1"
             self._proc = subprocess.Popen(
-                [sys.executable, "-I", str(WORKER), str(memfd), json.dumps(lim)],
+                [sys.executable, "-I", str(self.worker_script), str(memfd), json.dumps(lim)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=None if debug else subprocess.DEVNULL,
@@ -365,8 +373,9 @@ class ScriptHost:
         os.set_blocking(self._wfd, False)
         hello = self._recv(time.monotonic() + self.limits.load_timeout_s + 5.0, None)
         if hello.get("op") != "hello" or type(hello.get("confinement")) is not dict:
-            raise _Kill(StrategyError("load", "the sandbox worker did not start"))
+            raise _Kill(StrategyError("load", f"the {self.worker_label} worker did not start"))
         self.confinement = {str(k): str(v)[:200] for k, v in hello["confinement"].items()}
+        return hello
 
     def _fail(self, error: StrategyError) -> None:
         if error.strategy is None:

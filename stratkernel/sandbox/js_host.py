@@ -11,23 +11,16 @@ docs/javascript.md.
 
 from __future__ import annotations
 
-import json
-import mmap
 import os
 import queue
 import signal
-import subprocess
-import sys
 import threading
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 from stratkernel.core.errors import StrategyError, ValidationError
 from stratkernel.core.strategy import parse_params, resolve_params
 
-from . import protocol
 from .host import CallResult, IndicatorProvider, SandboxLimits, ScriptHost, _decode_json_text, _Kill
 
 __all__ = [
@@ -147,6 +140,8 @@ class JsScriptHost(SpareWorker, ScriptHost):
     """
 
     language = "javascript"
+    worker_script = JS_WORKER
+    worker_label = "JavaScript sandbox"
     v8_version: str = ""
 
     _SPARE_ATTRS = (*SpareWorker._SPARE_ATTRS, "v8_version")
@@ -207,33 +202,7 @@ class JsScriptHost(SpareWorker, ScriptHost):
         self._spawn_worker()
 
     def _spawn_worker(self) -> None:
-        lim = asdict(self.limits)
-        memfd = os.memfd_create("stratkernel-heartbeat", os.MFD_CLOEXEC)
-        try:
-            os.ftruncate(memfd, _PAGE)
-            self._page = mmap.mmap(memfd, _PAGE)
-            self._beat = memoryview(self._page).cast("q")
-            debug = os.environ.get("STRATKERNEL_SANDBOX_DEBUG") == "1"
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", str(JS_WORKER), str(memfd), json.dumps(lim)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=None if debug else subprocess.DEVNULL,
-                env={},
-                close_fds=True,
-                pass_fds=(memfd,),
-                start_new_session=True,
-                cwd="/",
-            )
-        finally:
-            os.close(memfd)
-        assert self._proc.stdout is not None and self._proc.stdin is not None
-        self._reader = protocol.FrameReader(self._proc.stdout.fileno(), protocol.MAX_WORKER_FRAME)
-        self._wfd = self._proc.stdin.fileno()
-        hello = self._recv(time.monotonic() + self.limits.load_timeout_s + 5.0, None)
-        if hello.get("op") != "hello" or type(hello.get("confinement")) is not dict:
-            raise _Kill(StrategyError("load", "the JavaScript sandbox worker did not start"))
-        self.confinement = {str(k): str(v)[:200] for k, v in hello["confinement"].items()}
+        hello = self._start_worker()
         v8 = hello.get("v8")
         self.v8_version = v8[:40] if type(v8) is str else ""
 

@@ -19,7 +19,7 @@ EVIL = Path(__file__).with_name("evil") / "evil_worker.py"
 
 @pytest.fixture
 def evil(monkeypatch: pytest.MonkeyPatch, make_host: Callable[..., ScriptHost]) -> Callable[..., ScriptHost]:
-    monkeypatch.setattr(host_module, "WORKER", EVIL)
+    monkeypatch.setattr(host_module.ScriptHost, "worker_script", EVIL)
 
     def build(mode: str, **kw: object) -> ScriptHost:
         host = make_host(f"MODE = '{mode}'\ndef on_bar(ctx, bar):\n    pass\n", name="evil", **kw)
