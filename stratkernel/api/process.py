@@ -190,7 +190,8 @@ class ServiceProxy:
         async def pump() -> None:
             backoff = 0.2
             while True:
-                try:
+                # the kernel went away or restarted: reconnect with a capped backoff
+                with contextlib.suppress(ConnectionError, OSError, json.JSONDecodeError):
                     reader, writer = await asyncio.open_unix_connection(self.path, limit=MAX_LINE)
                     writer.write(b'{"op":"subscribe"}\n')
                     await writer.drain()
@@ -199,8 +200,6 @@ class ServiceProxy:
                         ev = json.loads(line).get("event")
                         if isinstance(ev, dict):
                             callback(Event(str(ev.get("type")), int(ev.get("ts") or 0), ev.get("data") or {}))
-                except (ConnectionError, OSError, json.JSONDecodeError):
-                    pass
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
