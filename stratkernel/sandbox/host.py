@@ -158,12 +158,13 @@ class ScriptHost:
         """
         if self._loaded:
             raise StrategyError(
-                "load", "this host was already loaded; create a new ScriptHost", strategy=self.name
+                "load",
+                f"this host was already loaded; create a new {type(self).__name__}",
+                strategy=self.name,
             )
         self._loaded = True
         try:
-            # The policy check runs in the kernel too, so a refusal is reported even if no worker starts.
-            compile_script(self.source, self.filename)
+            self._precheck()
             self._spawn()
             hello = self._request_plain(
                 {
@@ -173,7 +174,7 @@ class ScriptHost:
                     "name": self.name,
                     "symbol": self.symbol,
                 },
-                self.limits.load_timeout_s,
+                self.limits.load_timeout_s + self.load_grace_s,
             )
             if hello.get("ok") is not True:
                 raise StrategyError(**self._error_fields(hello.get("error"), default_kind="load"))
@@ -339,6 +340,12 @@ class ScriptHost:
     # the worker program and its name in errors; the V8 host runs its own worker through the same start
     worker_script: Path = WORKER
     worker_label = "sandbox"
+    load_grace_s = 0.0  # added to the load budget for the reply (the V8 worker needs a little more)
+
+    def _precheck(self) -> None:
+        """Refuse in the kernel what never needs a worker. Python: the policy compile, so a refusal is
+        reported even if no worker starts."""
+        compile_script(self.source, self.filename)
 
     def _spawn(self) -> None:
         self._start_worker()

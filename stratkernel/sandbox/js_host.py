@@ -18,10 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from stratkernel.core.errors import StrategyError, ValidationError
-from stratkernel.core.strategy import parse_params, resolve_params
+from stratkernel.core.errors import StrategyError
 
-from .host import CallResult, IndicatorProvider, SandboxLimits, ScriptHost, _decode_json_text, _Kill
+from .host import CallResult, IndicatorProvider, SandboxLimits, ScriptHost, _Kill
 
 __all__ = [
     "CallResult",
@@ -146,55 +145,14 @@ class JsScriptHost(SpareWorker, ScriptHost):
 
     _SPARE_ATTRS = (*SpareWorker._SPARE_ATTRS, "v8_version")
 
-    def load(self, params: dict[str, Any] | None = None) -> None:
-        """Start the worker, compile and run the module, read and resolve PARAMS.
+    load_grace_s = 1.0
 
-        Raises ``StrategyError`` (kind load, policy or limit, with the script line where V8 gives one);
-        the worker is gone afterwards.
-        """
-        if self._loaded:
-            raise StrategyError(
-                "load", "this host was already loaded; create a new JsScriptHost", strategy=self.name
-            )
-        self._loaded = True
-        try:
-            if len(self.source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
-                raise StrategyError("load", f"the script is larger than {MAX_SOURCE_BYTES} bytes")
-            if "\x00" in self.source:
-                raise StrategyError("load", "the script contains a NUL character")
-            self._spawn()
-            hello = self._request_plain(
-                {
-                    "op": "load",
-                    "source": self.source,
-                    "filename": self.filename,
-                    "name": self.name,
-                    "symbol": self.symbol,
-                },
-                self.limits.load_timeout_s + 1.0,
-            )
-            if hello.get("ok") is not True:
-                raise StrategyError(**self._error_fields(hello.get("error"), default_kind="load"))
-            raw = _decode_json_text(hello.get("params_json"), "PARAMS", 65536)
-            try:
-                self.params_spec = parse_params(raw if raw is not None else {})
-                self.params = resolve_params(self.params_spec, params)
-            except ValidationError as exc:
-                raise StrategyError("load", str(exc)) from None
-            cbs = hello.get("callbacks")
-            if type(cbs) is not list or not all(type(c) is str for c in cbs):
-                raise _Kill(StrategyError("runtime", "worker sent a malformed load reply"))
-            self.callbacks = frozenset(cbs)
-            ok = self._request_plain({"op": "params", "values": self.params}, self.limits.load_timeout_s)
-            if ok.get("ok") is not True:
-                raise _Kill(StrategyError("runtime", "worker refused the parameters"))
-        except _Kill as kill:
-            self._fail(kill.error)
-            raise self.error from None  # type: ignore[misc]
-        except StrategyError as exc:
-            err = StrategyError(exc.kind, exc.message, line=exc.line, strategy=self.name)
-            self._fail(err)
-            raise err from None
+    def _precheck(self) -> None:
+        """Size and NUL checks; the V8 policy itself (no eval/Function, frozen realm) holds in the worker."""
+        if len(self.source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
+            raise StrategyError("load", f"the script is larger than {MAX_SOURCE_BYTES} bytes")
+        if "\x00" in self.source:
+            raise StrategyError("load", "the script contains a NUL character")
 
     def _spawn(self) -> None:
         if self._take_spare():
