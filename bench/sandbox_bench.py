@@ -46,9 +46,14 @@ def _snapshot(symbol: str, qty: float, avg: float, cash: float) -> dict[str, Any
 
 
 def bench_sandboxed_sma(
-    series: BarSeries, *, script: Path = SCRIPT, limits: SandboxLimits | None = None
+    series: BarSeries,
+    *,
+    script: Path = SCRIPT,
+    limits: SandboxLimits | None = None,
+    host_cls: type[ScriptHost] = ScriptHost,
 ) -> dict[str, Any]:
-    """Run the sandboxed SMA crossover over ``series``; return throughput and counts."""
+    """Run the sandboxed SMA crossover over ``series`` the way the kernel drives a script host (the V8
+    host too, via ``host_cls``); return throughput and counts."""
     plugins = load_plugins()
     engine = IndicatorEngine(plugins.registry)
     engine.attach_series(series)
@@ -56,7 +61,7 @@ def bench_sandboxed_sma(
     n = len(series)
     opens = series.open
     t0 = time.perf_counter()
-    host = ScriptHost(
+    host = host_cls(
         script.read_text(encoding="utf-8"),
         name="sma_cross",
         filename=script.name,
@@ -123,6 +128,7 @@ def bench_sandboxed_sma(
             "fills": fills,
             "worker_cpu_ms": res.cpu_ms,
             "worker_peak_rss_mb": round(res.rss_mb, 1),
+            **({"v8": host.v8_version} if hasattr(host, "v8_version") else {}),
         }
     finally:
         host.close()
