@@ -333,16 +333,10 @@ class JsRuntime:
 
 
 def main() -> None:
+    parent = os.getppid()
     hb_fd = int(sys.argv[1])
     limits = json.loads(sys.argv[2])
-    rfd, wfd = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    page = mmap.mmap(hb_fd, mmap.PAGESIZE)
-    os.close(hb_fd)
-    beat = memoryview(page).cast("q")
+    rfd, wfd, beat = protocol.worker_io(hb_fd)
     rt = JsRuntime(rfd, wfd, beat, limits)
     rt.statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
     rt.mr.eval("JSON.stringify([1.5, 'x', {a: [1]}])")  # warm up before the doors close
@@ -352,40 +346,17 @@ def main() -> None:
         cpu_seconds=int(limits["cpu_seconds"]),
         keep_fds=max(rfd, wfd, rt.statm_fd) + 1,
     )
+    if os.getppid() != parent:  # the kernel died before the parent-death signal was armed
+        os._exit(1)
     rt.send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": report,
              "v8": str(rt.mr.v8_version).removeprefix("b'").removesuffix("'")})  # fmt: skip
-    while True:
-        try:
-            msg, blob = rt.recv()
-        except protocol.Closed:
-            os._exit(0)
-        op = msg.get("op")
-        try:
-            if op == "call":
-                reply = rt.op_call(msg)
-            elif op == "series":
-                reply = rt.op_series(msg, blob)
-            elif op == "append":
-                reply = rt.op_append(msg)
-            elif op == "load":
-                reply = rt.op_load(msg)
-            elif op == "params":
-                reply = rt.op_params(msg)
-            elif op == "exit":
-                os._exit(0)
-            else:
-                reply = {
-                    "ok": False,
-                    "error": {"kind": "runtime", "message": f"unknown request {op!r}"[:200]},
-                }
-        except BaseException as exc:  # a bug here must not look like a script's fault, but must be reported
-            reply = {"ok": False, "upto": -1, "orders": [], "cancels": [], "logs": [],
-                     "error": {"kind": "runtime", "message": f"worker error: {type(exc).__name__}: {exc}"[:300],
-                               "line": None}}  # fmt: skip
-        del blob
-        if op == "call":
-            rt.usage(reply)
-        rt.send(reply)
+    protocol.serve(rt, {
+        "call": lambda msg, _b: rt.op_call(msg),
+        "series": rt.op_series,
+        "append": lambda msg, _b: rt.op_append(msg),
+        "load": lambda msg, _b: rt.op_load(msg),
+        "params": lambda msg, _b: rt.op_params(msg),
+    }, after_call=rt.usage)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -107,3 +107,47 @@ class FrameReader:
                 self.feed(max(1 << 16, 4 + n - len(self.buf)))
             else:
                 self.feed()
+
+
+# -- the worker side, shared by the Python and the V8 worker ---------------------------------------
+def worker_io(hb_fd: int) -> tuple[int, int, memoryview]:
+    """Move the protocol to fresh descriptors (0/1 become /dev/null so nothing else can write into the
+    stream by accident) and map the heartbeat page. Returns (read fd, write fd, heartbeat)."""
+    import mmap
+
+    rfd, wfd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    page = mmap.mmap(hb_fd, mmap.PAGESIZE)
+    os.close(hb_fd)
+    return rfd, wfd, memoryview(page).cast("q")
+
+
+def serve(rt: Any, handlers: dict[str, Any], *, after_call: Any = None) -> None:
+    """The worker's request loop: one reply per request, ``exit`` or a closed pipe ends the process.
+    A bug in a handler is reported as a runtime error, never as the script's fault or a silent death."""
+    while True:
+        try:
+            msg, blob = rt.recv()
+        except Closed:
+            os._exit(0)
+        op = msg.get("op")
+        if op == "exit":
+            os._exit(0)
+        try:
+            handler = handlers.get(op)
+            if handler is None:
+                reply = {"ok": False, "error": {"kind": "runtime", "message": f"unknown request {op!r}"[:200],
+                                                "line": None}}  # fmt: skip
+            else:
+                reply = handler(msg, blob)
+        except BaseException as exc:
+            reply = {"ok": False, "upto": -1, "orders": [], "cancels": [], "logs": [],
+                     "error": {"kind": "runtime", "message": f"worker error: {type(exc).__name__}: {exc}"[:300],
+                               "line": None}}  # fmt: skip
+        del blob  # a bulk frame must not stay alive until the next request
+        if op == "call" and after_call is not None:
+            after_call(reply)
+        rt.send(reply)

@@ -620,16 +620,7 @@ def main() -> None:
     parent = os.getppid()
     hb_fd = int(sys.argv[1])
     limits = json.loads(sys.argv[2])
-    # The protocol moves to fresh descriptors; 0/1 become /dev/null so that nothing else can write into
-    # the protocol stream by accident.
-    rfd, wfd = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    page = mmap.mmap(hb_fd, mmap.PAGESIZE)
-    os.close(hb_fd)
-    beat = memoryview(page).cast("q")
+    rfd, wfd, beat = protocol.worker_io(hb_fd)
     rt = Runtime(rfd, wfd, beat, limits)
     rt.statm_fd = os.open("/proc/self/statm", os.O_RDONLY)
     # Warm up everything a script can trigger lazily (compiler, json, statistics) before the doors close.
@@ -649,41 +640,18 @@ def main() -> None:
     if os.getppid() != parent:  # the kernel died before the parent-death signal was armed
         os._exit(1)
     rt.send({"ok": True, "op": "hello", "pid": os.getpid(), "confinement": report})
-    while True:
-        try:
-            msg, blob = rt.recv()
-        except protocol.Closed:
-            os._exit(0)
-        op = msg.get("op")
-        try:
-            if op == "call":
-                reply = rt.op_call(msg)
-            elif op == "series":
-                reply = rt.op_series(msg, blob)
-            elif op == "append":
-                reply = rt.op_append(msg)
-            elif op == "load":
-                reply = rt.op_load(msg)
-            elif op == "params":
-                rt.ctx.params = MappingProxyType(dict(msg["values"]))
-                reply = {"ok": True}
-            elif op == "exit":
-                os._exit(0)
-            else:
-                reply = {"ok": False, "error": StrategyError("runtime", f"unknown request {op!r}").as_dict()}
-        except BaseException as exc:  # a bug here must not look like a script's fault, but must be reported
-            reply = {
-                "ok": False,
-                "upto": -1,
-                "orders": [],
-                "cancels": [],
-                "logs": [],
-                "error": StrategyError(
-                    "runtime", f"worker error: {type(exc).__name__}: {exc}"[:300]
-                ).as_dict(),
-            }
-        del blob  # a bulk frame must not stay alive until the next request
-        rt.send(reply)
+
+    def set_params(msg: dict[str, Any], _blob: Any) -> dict[str, Any]:
+        rt.ctx.params = MappingProxyType(dict(msg["values"]))
+        return {"ok": True}
+
+    protocol.serve(rt, {
+        "call": lambda msg, _b: rt.op_call(msg),
+        "series": rt.op_series,
+        "append": lambda msg, _b: rt.op_append(msg),
+        "load": lambda msg, _b: rt.op_load(msg),
+        "params": set_params,
+    })  # fmt: skip
 
 
 if __name__ == "__main__":
