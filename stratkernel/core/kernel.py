@@ -291,8 +291,13 @@ class Kernel:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
+    @property
+    def listened(self) -> bool:
+        """Whether anyone receives events: a backtest with no subscriber or hook skips building them."""
+        return bool(self._subscribers) or self._has_event_hooks or self.mode != "backtest"
+
     def emit(self, type_: str, data: dict[str, Any]) -> None:
-        if not self._subscribers and not self._has_event_hooks and self.mode == "backtest":
+        if not self.listened:
             return
         ev = Event(type_, self.now_ms(), data)
         for cb in list(self._subscribers):
@@ -356,17 +361,18 @@ class Kernel:
                 self.stats["denied"] += 1
                 if len(self.denials) < 10_000:
                     self.denials.append(decision)
-                self.emit(
-                    "denial",
-                    {
-                        "strategy": req.strategy,
-                        "source": req.source,
-                        **decision.as_dict(),
-                        "symbol": req.symbol,
-                        "side": req.side.value,
-                        "qty": req.qty,
-                    },
-                )
+                if self.listened:
+                    self.emit(
+                        "denial",
+                        {
+                            "strategy": req.strategy,
+                            "source": req.source,
+                            **decision.as_dict(),
+                            "symbol": req.symbol,
+                            "side": req.side.value,
+                            "qty": req.qty,
+                        },
+                    )
                 if slot is not None:
                     self._reject_q.append(
                         (slot.name, {"id": req.client_id, "code": decision.code, "message": decision.message})
@@ -425,7 +431,7 @@ class Kernel:
                         ids.discard(order.id)
                     if self.store is not None and self.mode == "live":
                         await self.store.upsert_order(order)
-                    if order.status in ORDER_EVENT_STATUSES:
+                    if order.status in ORDER_EVENT_STATUSES and self.listened:
                         self.emit("order", order_event(order))
             if self._fill_q:
                 fills, self._fill_q = self._fill_q, []
@@ -485,21 +491,22 @@ class Kernel:
         if self.store is not None and self.mode == "live":
             pos = self.portfolio.strategy_position(fill.strategy, fill.symbol)
             await self.store.record_fill(fill, pos, order)
-        self.emit(
-            "fill",
-            {
-                "id": fill.id,
-                "order_id": fill.order_id,
-                "strategy": fill.strategy,
-                "symbol": fill.symbol,
-                "side": fill.side.value,
-                "qty": fill.qty,
-                "price": fill.price,
-                "fee": fill.fee,
-                "role": fill.role,
-                "ts": fill.ts,
-            },
-        )
+        if self.listened:
+            self.emit(
+                "fill",
+                {
+                    "id": fill.id,
+                    "order_id": fill.order_id,
+                    "strategy": fill.strategy,
+                    "symbol": fill.symbol,
+                    "side": fill.side.value,
+                    "qty": fill.qty,
+                    "price": fill.price,
+                    "fee": fill.fee,
+                    "role": fill.role,
+                    "ts": fill.ts,
+                },
+            )
         slot = self.slots.get(fill.strategy)
         if slot is not None and slot.status == "running":
             res = slot.on_fill(fill)
